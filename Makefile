@@ -1,0 +1,46 @@
+# midiformer — every command a user needs. `make help` lists them.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+# Where to look for a CUDA build, e.g. TORCH_INDEX=--index-url=https://download.pytorch.org/whl/cu124
+TORCH_INDEX ?=
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help install train prepare test bench-prep bench-train bench-generate paper-table clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)" $(TORCH_INDEX)
+	$(PY) -m pip install -q -e ".[dev,bench]"
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install midiformer (editable) with pinned dependencies
+
+prepare: $(STAMP) ## convert and prepare the built-in Bach chorales
+	$(PY) -m midiformer.prepare
+
+train: $(STAMP) ## the main job: prepare data=bach and train the small model (~10 min on 2 cores)
+	$(PY) -m midiformer.train $(ARGS)
+
+test: $(STAMP) ## run the test suite
+	$(PY) -m pytest tests $(ARGS)
+
+bench-prep: $(STAMP) ## corpus preparation speed against MidiTok REMI
+	$(PY) benchmarks/bench_prep.py $(ARGS)
+
+bench-train: $(STAMP) ## training events/s against a plain one-token GPT
+	$(PY) benchmarks/bench_train.py $(ARGS)
+
+bench-generate: $(STAMP) ## generation events/s with and without the KV cache
+	$(PY) benchmarks/bench_generate.py $(ARGS)
+
+paper-table: $(STAMP) ## run every claim of the seed at CPU scale and write experiments/paper_table/RESULTS.md
+	$(PY) experiments/paper_table/run.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) *.egg-info
