@@ -1,0 +1,205 @@
+"""MidiGPT: a decoder-only transformer over MIDI events (one row of integer fields per event).
+
+    inputs (B, T, F) ─▶ Σ_f Embedding_f ─▶ embedding norm (FixNorm only) ─▶ + learned position
+        ─▶ n_layer × Block(attention, MLP) ─▶ final norm ─▶ heads ─▶ {field: logits (B, T, V_f)}
+
+Logits at position t predict the fields of event t+1. Positions are learned (added to the input) or
+rotary (applied to queries and keys inside attention). Norms, inits and heads come from their
+registries (norms.py, init.py, heads.py); `model_cfg` is the `cfg.model` node of conf/model/*.yaml.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from midiformer.events import FIELDS, VOCAB
+from midiformer.model.heads import HEADS
+from midiformer.model.init import EMBEDDING_INITS, INITS
+from midiformer.model.norms import NORMS
+from midiformer.registry import ConfigError, Registry
+
+POSITIONS = ("learned", "rope")
+NORM_POSITIONS = ("pre", "post")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Rotary position embedding (Su et al. 2021): rotate each (even, odd) pair of q and k channels by an
+# angle proportional to the position, so q·k depends on the positions only through their difference.
+
+def rope_angles(head_dim: int, max_seq_len: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (max_seq_len, head_dim / 2) of angle t * base^(-2i / head_dim)."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2).float() / head_dim)
+    angles = torch.outer(torch.arange(max_seq_len).float(), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x (B, H, T, D) rotated pairwise: (x1, x2) -> (x1 cos - x2 sin, x1 sin + x2 cos); cos, sin (T, D/2)."""
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The transformer block
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, d_model: int, n_head: int, dropout: float):
+        super().__init__()
+        self.n_head = n_head
+        self.q = nn.Linear(d_model, d_model)
+        self.k = nn.Linear(d_model, d_model)
+        self.v = nn.Linear(d_model, d_model)
+        self.proj = nn.Linear(d_model, d_model)  # the residual output projection
+        self.dropout = dropout
+        self.resid_dropout = nn.Dropout(dropout)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        return x.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, D)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        q, k, v = self.split_heads(self.q(x)), self.split_heads(self.k(x)), self.split_heads(self.v(x))
+        if rope is not None:  # the one place where rotary positions enter
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        y = y.transpose(1, 2).contiguous().view_as(x)
+        return self.resid_dropout(self.proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, d_model: int, dropout: float):
+        super().__init__()
+        self.fc = nn.Linear(d_model, 4 * d_model)
+        self.proj = nn.Linear(4 * d_model, d_model)  # the residual output projection
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    """pre-norm:  x + f(norm(x))      (GPT-2; stable without warm-up tricks)
+    post-norm: norm(x + f(x))      (Vaswani et al. 2017)"""
+
+    def __init__(self, d_model: int, n_head: int, dropout: float, make_norm: Callable[[], nn.Module], pre_norm: bool):
+        super().__init__()
+        self.pre_norm = pre_norm
+        self.norm1, self.attn = make_norm(), CausalSelfAttention(d_model, n_head, dropout)
+        self.norm2, self.mlp = make_norm(), MLP(d_model, dropout)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        if self.pre_norm:
+            x = x + self.attn(self.norm1(x), rope)
+            return x + self.mlp(self.norm2(x))
+        x = self.norm1(x + self.attn(x, rope))
+        return self.norm2(x + self.mlp(x))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The model
+
+class MidiGPT(nn.Module):
+    def __init__(self, model_cfg: Any):
+        super().__init__()
+        validate_model_config(model_cfg)
+        cfg = model_cfg
+        self.d_model, self.max_seq_len, self.fields = cfg.d_model, cfg.max_seq_len, FIELDS
+        make_norm = lambda: NORMS.build(cfg.norm, d_model=cfg.d_model)  # noqa: E731
+
+        self.embed = nn.ModuleList(nn.Embedding(VOCAB[name], cfg.d_model) for name in FIELDS)
+        self.embed_norm = make_norm().embedding_norm()
+        self.pos_embed = nn.Embedding(cfg.max_seq_len, cfg.d_model) if cfg.pos == "learned" else None
+        if cfg.pos == "rope":
+            cos, sin = rope_angles(cfg.d_model // cfg.n_head, cfg.max_seq_len)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        self.drop = nn.Dropout(cfg.dropout)
+        pre_norm = cfg.norm_position == "pre"
+        self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_head, cfg.dropout, make_norm, pre_norm) for _ in range(cfg.n_layer))
+        self.final_norm = make_norm() if pre_norm else nn.Identity()  # post-norm blocks already end normalised
+        self.heads = HEADS.build(cfg.heads, d_model=cfg.d_model, vocab=VOCAB)
+
+        INITS.build(cfg.init, model=self)
+        EMBEDDING_INITS.build(cfg.embedding_init, model=self)
+
+    def hidden(self, inputs: torch.Tensor) -> torch.Tensor:
+        """inputs (B, T, F) -> final hidden states (B, T, d); row t sees events 0..t only."""
+        T = inputs.shape[1]
+        if T > self.max_seq_len:
+            raise ValueError(f"sequence of {T} events is longer than model.max_seq_len={self.max_seq_len}")
+        x = self.embed_norm(sum(table(inputs[..., k]) for k, table in enumerate(self.embed)))
+        rope = None
+        if self.pos_embed is not None:
+            x = x + self.pos_embed.weight[:T]
+        else:
+            rope = (self.rope_cos[:T], self.rope_sin[:T])
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x, rope)
+        return self.final_norm(x)
+
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """inputs (B, T, F) events, targets (B, T, F) the next events (IGNORE-masked; cascade heads
+        are teacher-forced on them) -> {field: logits (B, T, V_field)} for the next event."""
+        return self.heads(self.hidden(inputs), targets)
+
+    def field_logits(self, h_last: torch.Tensor, field_index: int, chosen_so_far: torch.Tensor | None = None) -> torch.Tensor:
+        """For a sampler: h_last (B, d) from hidden(...)[:, -1], chosen_so_far (B, k) the values already
+        sampled for fields 0..k-1 of the next event (k = field_index) -> logits (B, V) of field k."""
+        return self.heads.field_logits(h_last, field_index, chosen_so_far)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Configuration checks and optimiser groups
+
+def _check_options(registry: Registry, node: Any, **given: Any) -> None:
+    """Unknown name (the registry says which exist) or an option the component does not take."""
+    name = node if isinstance(node, str) else node["name"]
+    options = {} if isinstance(node, str) else {k: v for k, v in dict(node).items() if k != "name"}
+    try:
+        inspect.signature(registry.get(name)).bind(**options, **given)
+    except TypeError as error:
+        raise ConfigError(f"{registry.option}={name!r}: {error}; options given: {sorted(options) or 'none'}") from None
+
+
+def validate_model_config(model_cfg: Any) -> None:
+    """Raise ConfigError (one line, naming the option) for any bad value in `cfg.model`."""
+    cfg = model_cfg
+    for key in ("d_model", "n_layer", "n_head", "max_seq_len"):
+        value = cfg.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"model.{key}={value!r} must be a positive integer")
+    if cfg.d_model % cfg.n_head != 0:
+        raise ConfigError(f"model.d_model={cfg.d_model} must be divisible by model.n_head={cfg.n_head}")
+    if cfg.pos == "rope" and (cfg.d_model // cfg.n_head) % 2 != 0:
+        raise ConfigError(f"model.pos=rope needs an even head size; d_model / n_head = {cfg.d_model // cfg.n_head}")
+    if not isinstance(cfg.get("dropout"), (int, float)) or not 0 <= cfg.dropout < 1:
+        raise ConfigError(f"model.dropout={cfg.get('dropout')!r} must be in [0, 1)")
+    for key, allowed in (("pos", POSITIONS), ("norm_position", NORM_POSITIONS)):
+        if cfg.get(key) not in allowed:
+            raise ConfigError(f"model.{key}={cfg.get(key)!r} is unknown; choose one of: {', '.join(allowed)}")
+    _check_options(NORMS, cfg.norm, d_model=1)
+    _check_options(INITS, cfg.init, model=None)
+    _check_options(HEADS, cfg.heads, d_model=1, vocab={})
+    _check_options(EMBEDDING_INITS, cfg.embedding_init, model=None)
+
+
+def configure_optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW parameter groups: weight decay on matmul weights only; none on biases, norm gains and
+    embeddings (decaying an embedding pulls rare values towards zero, which is not regularisation)."""
+    embedding_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if not param.requires_grad:
+            continue
+        is_matmul = param.dim() >= 2 and id(param) not in embedding_weights
+        (decay if is_matmul else no_decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

@@ -1,0 +1,49 @@
+"""Model-test helpers: real event windows from two small dev files, masked targets, tiny configs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from midiformer import events
+from tests.conftest import CONF_DIR
+
+SONGS = ("openmsx/coconut_run2.mid", "pop909/pop909_235.mid")  # ~1.7k and ~1.5k events; all event types
+
+
+@pytest.fixture(scope="session")
+def songs(dev_data) -> list[np.ndarray]:
+    return [events.encode(dev_data / name) for name in SONGS]
+
+
+def windows(songs: list[np.ndarray], batch: int, length: int, seed: int = 0) -> torch.Tensor:
+    """(batch, length + 1, F) windows at random offsets of the songs, as int64."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(batch):
+        song = songs[i % len(songs)]
+        start = rng.integers(0, len(song) - length - 1)
+        rows.append(song[start : start + length + 1])
+    return torch.from_numpy(np.stack(rows).astype(np.int64))
+
+
+def mask_targets(next_events: torch.Tensor) -> torch.Tensor:
+    """IGNORE where a field does not apply to the event's type (as the dataset does)."""
+    applies = torch.from_numpy(events.APPLIES)[next_events[..., 0].clamp(min=0)]
+    return next_events.masked_fill(~applies, events.IGNORE)
+
+
+def split(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T + 1, F) windows -> inputs (B, T, F), masked targets (B, T, F)."""
+    return batch[:, :-1].clamp(min=0), mask_targets(batch[:, 1:])
+
+
+def tiny_config(norm: str = "layernorm", init: str = "pytorch", **overrides):
+    """cfg.model for conf/model/tiny.yaml with a norm from conf/model/norm and an init by name."""
+    cfg = OmegaConf.load(CONF_DIR / "model" / "tiny.yaml")
+    cfg.norm = OmegaConf.load(CONF_DIR / "model" / "norm" / f"{norm}.yaml")
+    cfg.init = {"name": init}
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key, value, force_add=True)
+    return cfg

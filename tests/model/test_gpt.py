@@ -1,0 +1,99 @@
+"""MidiGPT: shapes, causality for both head types, positions, the sampler entry point."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from midiformer import events
+from midiformer.model import MidiGPT
+from tests.model.conftest import split, tiny_config, windows
+
+
+def build(**overrides) -> MidiGPT:
+    torch.manual_seed(0)
+    return MidiGPT(tiny_config(**overrides)).eval()
+
+
+def test_logits_have_one_table_per_field(songs):
+    inputs, targets = split(windows(songs, batch=2, length=16))
+    logits = build()(inputs, targets)
+    assert list(logits) == list(events.FIELDS)
+    for name, table in logits.items():
+        assert table.shape == (2, 16, events.VOCAB[name])
+
+
+@pytest.mark.parametrize("pos", ["learned", "rope"])
+@pytest.mark.parametrize("heads", ["parallel", "cascade"])
+def test_logits_at_t_do_not_see_later_events(songs, pos, heads):
+    model = build(pos=pos, heads=heads)
+    inputs, targets = split(windows(songs, batch=1, length=24))
+    t = 10
+    changed_inputs, changed_targets = inputs.clone(), targets.clone()
+    changed_inputs[:, t + 1 :] = (changed_inputs[:, t + 1 :] + 1) % 7  # every later event (values stay valid)
+    changed_targets[:, t + 1 :] = 0
+    before, after = model(inputs, targets), model(changed_inputs, changed_targets)
+    for name in events.FIELDS:
+        torch.testing.assert_close(before[name][:, : t + 1], after[name][:, : t + 1])
+        assert not torch.allclose(before[name][:, t + 1 :], after[name][:, t + 1 :])
+
+
+def test_cascade_field_k_sees_only_chosen_fields_before_k(songs):
+    model = build(heads="cascade")
+    inputs, targets = split(windows(songs, batch=1, length=12))
+    targets = targets.clamp(min=0)  # every field present, so that each one can be changed
+    t = 5
+    base = model(inputs, targets)
+    for j, changed_field in enumerate(events.FIELDS):
+        changed = targets.clone()
+        changed[0, t, j] = (changed[0, t, j] + 1) % events.VOCAB[changed_field]
+        logits = model(inputs, changed)
+        for k, name in enumerate(events.FIELDS):
+            torch.testing.assert_close(logits[name][:, :t], base[name][:, :t])  # other positions: untouched
+            torch.testing.assert_close(logits[name][:, t + 1 :], base[name][:, t + 1 :])
+            same = torch.allclose(logits[name][:, t], base[name][:, t])
+            assert same == (k <= j), f"field {name} at t vs a change of {changed_field}"
+
+
+def test_parallel_heads_ignore_targets(songs):
+    model = build()
+    inputs, targets = split(windows(songs, batch=2, length=12))
+    with_targets, without = model(inputs, targets), model(inputs)
+    for name in events.FIELDS:
+        torch.testing.assert_close(with_targets[name], without[name])
+
+
+def test_cascade_needs_targets(songs):
+    inputs, _ = split(windows(songs, batch=1, length=8))
+    with pytest.raises(ValueError, match="targets"):
+        build(heads="cascade")(inputs)
+
+
+@pytest.mark.parametrize("heads", ["parallel", "cascade"])
+def test_field_logits_match_forward_at_the_last_position(songs, heads):
+    model = build(heads=heads)
+    inputs, targets = split(windows(songs, batch=2, length=12))
+    targets = targets.clamp(min=0)
+    logits = model(inputs, targets)
+    h_last = model.hidden(inputs)[:, -1]
+    for k, name in enumerate(events.FIELDS):
+        chosen = targets[:, -1, :k]
+        torch.testing.assert_close(model.field_logits(h_last, k, chosen), logits[name][:, -1])
+
+
+def test_rope_depends_on_relative_position_only():
+    from midiformer.model.gpt import apply_rope, rope_angles
+
+    cos, sin = rope_angles(head_dim=8, max_seq_len=32)
+    q, k = torch.randn(8), torch.randn(8)
+    def score(i, j):
+        qi = apply_rope(q.view(1, 1, 1, 8), cos[i : i + 1], sin[i : i + 1])
+        kj = apply_rope(k.view(1, 1, 1, 8), cos[j : j + 1], sin[j : j + 1])
+        return (qi * kj).sum()
+    torch.testing.assert_close(score(3, 1), score(20, 18))
+    torch.testing.assert_close(apply_rope(q.view(1, 1, 1, 8), cos[:1], sin[:1]).flatten(), q)  # position 0: identity
+
+
+def test_longer_than_max_seq_len_is_refused(songs):
+    inputs, _ = split(windows(songs, batch=1, length=65))
+    with pytest.raises(ValueError, match="max_seq_len"):
+        build()(inputs)
