@@ -1,0 +1,74 @@
+"""The built-in data: the Bach chorales that ship with music21, converted to MIDI files once.
+
+music21's corpus is on disk (no network). Converting a chorale takes ~0.2 s, ~410 chorales about
+3 minutes in one process, so the conversion runs in parallel and is cached in the cache folder:
+
+    <data.cache_dir>/bach_midi-music21-<version>[-first<limit>]/bwv1.6.mid ...
+
+The folder is built under a temporary name and renamed when complete, like a store; from then on it
+is an ordinary folder of MIDI files that store.py prepares like any other.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from midiformer.data.corpus import parallel_map
+
+log = logging.getLogger(__name__)
+
+SCORE_SUFFIXES = {".mxl", ".xml"}  # the chorales; the .krn files repeat three of them, the .rntxt are analyses
+
+
+def chorale_sources(limit: int | None = None) -> list[Path]:
+    """music21's Bach chorale scores, sorted by name (the first `limit` only, for quick tests)."""
+    from music21 import corpus
+
+    scores = sorted((p for p in corpus.getComposer("bach") if Path(p).suffix in SCORE_SUFFIXES), key=lambda p: Path(p).name)
+    return [Path(p) for p in scores[:limit]]
+
+
+def convert_one(job: tuple[str, str]) -> str | None:
+    """Worker: one score -> one MIDI file. Returns why it failed, or None."""
+    source, target = job
+    try:
+        from music21 import converter
+
+        converter.parse(source).write("midi", fp=target)
+        return None
+    except Exception as error:  # a score music21 cannot read or render: leave it out, say so
+        return f"{Path(source).name}: {type(error).__name__}: {error}"
+
+
+def convert_chorales(cache_dir: str | Path, num_workers: int | None = None, limit: int | None = None) -> Path:
+    """The folder of converted chorales, converting them first if it does not exist yet."""
+    import music21
+
+    name = f"bach_midi-music21-{music21.__version__}" + (f"-first{limit}" if limit else "")
+    folder = Path(cache_dir).expanduser() / name
+    if folder.is_dir():
+        log.info("using the Bach chorales converted earlier in %s", folder)
+        return folder
+    temporary = folder.with_name(f".{name}.tmp-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    try:
+        _convert_into(temporary, chorale_sources(limit), num_workers)
+        os.rename(temporary, folder)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        if folder.is_dir():  # another process (another rank) finished first: its folder is as good
+            return folder
+        raise
+    return folder
+
+
+def _convert_into(folder: Path, sources: list[Path], num_workers: int | None) -> None:
+    jobs = [(str(source), str(folder / f"{source.stem}.mid")) for source in sources]
+    log.info("converting %d Bach chorales from music21 to MIDI, once", len(jobs))
+    failures = [f for f in parallel_map(convert_one, jobs, num_workers, "bach chorales -> MIDI", "score") if f]
+    for failure in failures:
+        log.warning("Bach chorale not converted: %s", failure)
+    log.info("converted %d of %d Bach chorales", len(jobs) - len(failures), len(jobs))

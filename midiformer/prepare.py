@@ -1,0 +1,32 @@
+"""Prepare (or reuse) the store of a corpus: python -m midiformer.prepare [data=midi_dir data.root=DIR]
+
+Prints the store's path on the last line; the trainer calls the same prepare_store itself.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from midiformer.data.store import Store, prepare_store, summary
+from midiformer.registry import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@hydra.main(config_path="../conf", config_name="prepare", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        path = prepare_store(cfg.data)
+    except ConfigError as error:
+        sys.exit(f"error: {error}")  # a bad option or folder: one line, no traceback
+    manifest = Store(path).manifest
+    for skipped in manifest["skipped"]:
+        log.info("skipped %s: %s", skipped["file"], skipped["reason"])
+    print(f"{summary(manifest)}\n{path}")
+
+
+if __name__ == "__main__":
+    main()
