@@ -1,0 +1,82 @@
+"""Refuse a bad configuration before any work: one line naming the option and what is allowed."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from midiformer.data.augment import AUGMENTS
+from midiformer.model import validate_model_config
+from midiformer.precision import PRECISIONS
+from midiformer.registry import ConfigError
+from midiformer.swa import SWAS
+
+RESUME_CHOICES = ("auto", "never")
+DEVICES = ("auto", "cpu", "cuda")
+NONFINITE_POLICIES = ("stop", "skip")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def nonnegative_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def positive(value: Any) -> bool:
+    return _is_number(value) and value > 0
+
+
+def nonnegative(value: Any) -> bool:
+    return _is_number(value) and value >= 0
+
+
+CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("seed", nonnegative_int, "a non-negative integer"),
+    ("data.seq_len", positive_int, "a positive integer"),
+    ("data.batch_size", positive_int, "a positive integer"),
+    ("data.eval_batch_size", positive_int, "a positive integer"),
+    ("data.ticks_per_beat", positive_int, "a positive integer"),
+    ("optim.lr", positive, "a number > 0"),
+    ("optim.weight_decay", nonnegative, "a number >= 0"),
+    ("optim.eps", positive, "a number > 0"),
+    ("optim.warmup_steps", nonnegative_int, "an integer >= 0"),
+    ("optim.min_lr_ratio", lambda v: _is_number(v) and 0 <= v <= 1, "in [0, 1]"),
+    ("optim.grad_clip", nonnegative, "a number >= 0 (0 = off)"),
+    ("optim.grad_accum_steps", positive_int, "a positive integer"),
+    ("optim.betas", lambda v: len(v) == 2 and all(_is_number(b) and 0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+    ("trainer.max_steps", positive_int, "a positive integer"),
+    ("trainer.val_every", nonnegative_int, "an integer >= 0 (0 = only at the end)"),
+    ("trainer.ckpt_every", nonnegative_int, "an integer >= 0 (0 = only at the end)"),
+    ("trainer.log_every", positive_int, "a positive integer"),
+    ("trainer.val_batches", lambda v: v is None or positive_int(v), "null or a positive integer"),
+    ("trainer.device", lambda v: v in DEVICES, f"one of: {', '.join(DEVICES)}"),
+    ("trainer.nonfinite_loss", lambda v: v in NONFINITE_POLICIES, f"one of: {', '.join(NONFINITE_POLICIES)}"),
+    ("trainer.resume", lambda v: isinstance(v, str) and v != "", f"{' | '.join(RESUME_CHOICES)} | a checkpoint path"),
+    ("logger.wandb.mode", lambda v: v in ("disabled", "offline", "online"), "one of: disabled, offline, online"),
+]
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Everything train.py reads, checked up front. Raises ConfigError."""
+    for key, is_valid, allowed in CHECKS:
+        try:
+            value = OmegaConf.select(cfg, key, throw_on_missing=True)
+        except Exception as error:  # a missing mandatory value (???) or a broken interpolation
+            raise ConfigError(f"{key}: {str(error).splitlines()[0]}") from None
+        if not is_valid(value):
+            raise ConfigError(f"{key}={value!r} must be {allowed}")
+    validate_model_config(cfg.model)
+    if cfg.data.seq_len > cfg.model.max_seq_len:
+        raise ConfigError(f"data.seq_len={cfg.data.seq_len} must be <= model.max_seq_len={cfg.model.max_seq_len}")
+    micro_batch, remainder = divmod(cfg.data.batch_size, cfg.optim.grad_accum_steps)
+    if remainder:
+        raise ConfigError(f"data.batch_size={cfg.data.batch_size} must be a multiple of "
+                          f"optim.grad_accum_steps={cfg.optim.grad_accum_steps}")
+    for registry, node in ((PRECISIONS, cfg.trainer.precision), (SWAS, cfg.optim.swa), (AUGMENTS, cfg.data.augment)):
+        registry.get(node.name)

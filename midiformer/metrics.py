@@ -1,0 +1,123 @@
+"""Bits per event and friends, and the sinks that record them (jsonl, TensorBoard, W&B).
+
+Bits per event = the masked cross-entropy summed over fields, in bits, averaged over every target
+event of a split. Per note and per second divide the same total bits by the split's notes and its
+duration in seconds (from its tempo map), so results compare across tokenizations.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from midiformer import events
+
+LN2 = math.log(2.0)
+
+
+def bits_report(nats_per_field: dict[str, float], n_events: int, n_notes: int | None = None,
+                seconds: float | None = None, prefix: str = "") -> dict[str, float]:
+    """{prefix}bits_per_event, per field, per note and per second from summed nats over n_events targets."""
+    total_bits = sum(nats_per_field.values()) / LN2
+    report = {f"{prefix}bits_per_event": total_bits / max(n_events, 1)}
+    report.update({f"{prefix}bits_per_event/{field}": nats / LN2 / max(n_events, 1)
+                   for field, nats in nats_per_field.items()})
+    if n_notes:
+        report[f"{prefix}bits_per_note"] = total_bits / n_notes
+    if seconds:
+        report[f"{prefix}bits_per_second"] = total_bits / seconds
+    return report
+
+
+def unigram_nats(train_events: np.ndarray, eval_targets: np.ndarray) -> dict[str, float]:
+    """The baseline: each field coded with its value frequencies on the training split (where the field
+    applies, add-one smoothed), summed over the evaluation targets. Returns nats per field."""
+    nats = {}
+    for column, field in enumerate(events.FIELDS):
+        applies_train = events.APPLIES[train_events[:, 0], column]
+        applies_eval = events.APPLIES[eval_targets[:, 0], column]
+        counts = np.bincount(train_events[applies_train, column], minlength=events.VOCAB[field]) + 1.0
+        log_p = np.log(counts / counts.sum())
+        nats[field] = float(-log_p[eval_targets[applies_eval, column]].sum())
+    return nats
+
+
+@torch.no_grad()
+def evaluate_model(model: torch.nn.Module, batches: Iterable[torch.Tensor], *, device: torch.device,
+                   precision, all_reduce=lambda tensor: tensor) -> tuple[dict[str, float], int, int]:
+    """Summed nats per field, target events and target notes over `batches` (all ranks together)."""
+    from midiformer.data.dataset import split_inputs_targets
+    from midiformer.model.loss import masked_field_losses
+
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(len(events.FIELDS) + 2, dtype=torch.float64, device=device)
+    for batch in batches:
+        inputs, targets = (t.to(device) for t in split_inputs_targets(batch))
+        with precision.autocast():
+            logits = model(inputs, targets)
+        nats, n_events = masked_field_losses({k: v.float() for k, v in logits.items()}, targets)
+        totals[:-2] += torch.stack([nats[f].double() for f in events.FIELDS])
+        totals[-2] += n_events.double()
+        totals[-1] += (targets[..., 0] == events.NOTE_ON).sum()
+    totals = all_reduce(totals)
+    model.train(was_training)
+    nats_per_field = dict(zip(events.FIELDS, totals[:-2].tolist()))
+    return nats_per_field, int(totals[-2].item()), int(totals[-1].item())
+
+
+class MetricSinks:
+    """Where metrics go: metrics.jsonl always; TensorBoard and W&B as configured. Rank 0 only."""
+
+    def __init__(self, run_dir: Path, logger_cfg, config: dict[str, Any], resume_step: int = 0):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        _truncate_after(self.path, resume_step)  # a resumed run rewrites what came after its checkpoint
+        self.tensorboard = self.wandb = None
+        if logger_cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(run_dir), purge_step=resume_step or None)
+        if logger_cfg.wandb.mode != "disabled":
+            import wandb
+
+            self.wandb = wandb.init(mode=logger_cfg.wandb.mode, project=logger_cfg.wandb.project,
+                                    entity=logger_cfg.wandb.entity, tags=list(logger_cfg.wandb.tags),
+                                    dir=str(run_dir), config=config, resume="allow",
+                                    id=_wandb_id(run_dir))
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+        if self.tensorboard is not None:
+            for key, value in metrics.items():
+                self.tensorboard.add_scalar(key, value, step)
+        if self.wandb is not None:
+            self.wandb.log(metrics, step=step)
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _truncate_after(path: Path, step: int) -> None:
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in kept))
+
+
+def _wandb_id(run_dir: Path) -> str:
+    """One W&B run per run folder, so a resumed run continues its curves."""
+    import hashlib
+
+    return hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]

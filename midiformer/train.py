@@ -1,0 +1,321 @@
+"""python -m midiformer.train — train a MidiGPT; the run folder is Hydra's run (or sweep job) folder.
+
+    python -m midiformer.train model/norm=scalenorm trainer.max_steps=500
+    torchrun --nproc_per_node=2 -m midiformer.train data.batch_size=32
+    python -m midiformer.train --multirun model/norm=layernorm,scalenorm seed=0,1,2
+
+Every rank computes; rank 0 writes (config, metrics, TensorBoard, W&B, checkpoints). A run started
+again in the same folder resumes from checkpoints/last.pt, bitwise as if it had never stopped.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from midiformer import distributed, events, provenance
+from midiformer.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from midiformer.config import validate_config
+from midiformer.data.augment import AUGMENTS
+from midiformer.data.dataset import eval_batches, split_inputs_targets, train_batch
+from midiformer.data.store import Store, prepare_store
+from midiformer.metrics import MetricSinks, bits_report, evaluate_model, unigram_nats
+from midiformer.model import MidiGPT, loss_from, masked_field_losses
+from midiformer.optim import build_optimizer, build_scheduler
+from midiformer.preemption import StopSignals
+from midiformer.precision import PRECISIONS
+from midiformer.registry import ConfigError
+from midiformer.swa import SWAS
+
+log = logging.getLogger("midiformer.train")
+
+
+class TrainingError(RuntimeError):
+    """The run cannot go on (a non-finite loss); the message is one line naming the step."""
+
+
+def pick_device(choice: str, env: distributed.DistEnv) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device=cuda but no CUDA device is visible")
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        torch.cuda.set_device(env.local_rank)
+        return torch.device("cuda", env.local_rank)
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """One training run: built from the config, then `fit()`; its state is what a checkpoint holds."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, env: distributed.DistEnv, device: torch.device):
+        self.cfg, self.run_dir, self.env, self.device = cfg, Path(run_dir), env, device
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        seed_everything(cfg.seed)
+        if cfg.trainer.num_threads:
+            torch.set_num_threads(cfg.trainer.num_threads)
+        if cfg.trainer.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+
+        self.store = self._open_store()
+        self.train_events, self.train_offsets = self.store.events("train"), self.store.offsets("train")
+        self.val_events = self.store.events("val")
+        self.augment = AUGMENTS.build(cfg.data.augment)
+
+        self.model = MidiGPT(cfg.model).to(device)
+        self.optimizer = build_optimizer(self.model, cfg.optim)
+        self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.trainer.max_steps)
+        self.precision = PRECISIONS.build(cfg.trainer.precision, device_type=device.type)
+        self.swa = SWAS.build(cfg.optim.swa, model=self.model, optimizer=self.optimizer,
+                              max_steps=cfg.trainer.max_steps)
+        self.step, self.best_val, self.elapsed, self.skipped_steps = 0, math.inf, 0.0, 0
+        self._resume()
+
+        forward_model = torch.compile(self.model) if cfg.trainer.compile else self.model
+        self.train_model = (torch.nn.parallel.DistributedDataParallel(forward_model, device_ids=[device.index] if
+                                                                      device.type == "cuda" else None)
+                            if env.enabled else forward_model)
+
+    # --- setup ----------------------------------------------------------------------------------
+
+    def _open_store(self) -> Store:
+        if self.env.is_main:
+            path = prepare_store(self.cfg.data)
+        distributed.barrier()  # the other ranks find the store rank 0 prepared, and reuse it
+        if not self.env.is_main:
+            path = prepare_store(self.cfg.data)
+        return Store(path)
+
+    def _resume(self) -> None:
+        choice = self.cfg.trainer.resume
+        path = self.ckpt_dir / "last.pt" if choice == "auto" else None if choice == "never" else Path(choice)
+        if path is None or (choice == "auto" and not path.exists()):
+            return
+        state = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.precision.scaler.load_state_dict(state["scaler"])
+        self.swa.load_state_dict(state["swa"])
+        self.step, self.best_val = state["step"], state["best_val"]
+        self.elapsed, self.skipped_steps = state["elapsed"], state["skipped_steps"]
+        restore_rng(state["rng"])
+        if self.env.is_main:
+            log.info("resuming from %s at step %d", path, self.step)
+
+    # --- one optimizer step ---------------------------------------------------------------------
+
+    def train_step(self) -> dict[str, float]:
+        cfg, accum = self.cfg, self.cfg.optim.grad_accum_steps
+        totals = torch.zeros(len(events.FIELDS) + 1, dtype=torch.float64, device=self.device)
+        for micro in range(accum):
+            batch = train_batch(self.train_events, self.train_offsets, self.step * accum + micro, seed=cfg.seed,
+                                batch_size=cfg.data.batch_size // accum, seq_len=cfg.data.seq_len,
+                                augment=self.augment, rank=self.env.rank, world_size=self.env.world_size)
+            inputs, targets = (t.to(self.device) for t in split_inputs_targets(batch))
+            sync = micro == accum - 1 or not self.env.enabled
+            with self.precision.autocast(), (contextlib.nullcontext() if sync else self.train_model.no_sync()):
+                logits = self.train_model(inputs, targets)
+                nats, n_events = masked_field_losses(logits, targets)
+                loss = loss_from(nats, n_events) / accum
+            self.precision.scaler.scale(loss).backward()
+            totals += torch.stack([*(nats[f].detach().double() for f in events.FIELDS), n_events.double()])
+        totals = distributed.all_reduce_sum(totals)
+        field_loss = dict(zip(events.FIELDS, (totals[:-1] / totals[-1]).tolist()))
+        train_loss = sum(field_loss.values())
+        if not math.isfinite(train_loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            self._on_nonfinite(train_loss)
+            return {}
+        self._apply_gradients()
+        return {"train/loss": train_loss, "train/bits_per_event": train_loss / math.log(2),
+                **{f"train/loss/{f}": v for f, v in field_loss.items()},
+                "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def _apply_gradients(self) -> None:
+        scaler = self.precision.scaler
+        if self.cfg.optim.grad_clip > 0:
+            scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        scaler.step(self.optimizer)
+        scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.swa.active(self.step):
+            self.swa.after_step(self.step)
+        else:
+            self.scheduler.step()
+
+    def _on_nonfinite(self, loss: float) -> None:
+        if self.cfg.trainer.nonfinite_loss == "stop":
+            raise TrainingError(f"step {self.step}: training loss is {loss}; stopping (trainer.nonfinite_loss=skip "
+                                f"drops such steps instead; a lower optim.lr or trainer/precision=fp32 may help)")
+        self.skipped_steps += 1
+        log.warning("step %d: training loss is %s; step skipped (%d so far)", self.step, loss, self.skipped_steps)
+
+    # --- validation and checkpoints -------------------------------------------------------------
+
+    def validate(self) -> dict[str, float]:
+        split_rows = len(self.val_events)
+        report = {}
+        models = {"val/": self.model}
+        if self.swa.model is not None and int(self.swa.model.n_averaged) > 0:
+            models["val/swa/"] = self.swa.model.module
+        for prefix, model in models.items():
+            batches = eval_batches(self.val_events, self.cfg.data.eval_batch_size, self.cfg.data.seq_len,
+                                   rank=self.env.rank, world_size=self.env.world_size)
+            if self.cfg.trainer.val_batches:
+                batches = (b for _, b in zip(range(self.cfg.trainer.val_batches), batches))
+            nats, n_events, n_notes = evaluate_model(model, batches, device=self.device, precision=self.precision,
+                                                     all_reduce=distributed.all_reduce_sum)
+            seconds = self.store.manifest["splits"]["val"]["seconds"] if n_events == split_rows - 1 else None
+            report.update(bits_report(nats, n_events, n_notes, seconds, prefix=prefix))
+        return report
+
+    def checkpoint_state(self) -> dict:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.precision.scaler.state_dict(),
+            "swa": self.swa.state_dict(), "step": self.step, "best_val": self.best_val, "elapsed": self.elapsed,
+            "skipped_steps": self.skipped_steps, "rng": capture_rng(),
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+        }
+
+    def save(self, name: str) -> None:
+        if self.env.is_main:
+            save_checkpoint(self.checkpoint_state(), self.ckpt_dir / name)
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def fit(self) -> float:
+        cfg, trainer_cfg = self.cfg, self.cfg.trainer
+        sinks = MetricSinks(self.run_dir, cfg.logger, OmegaConf.to_container(cfg, resolve=True),
+                            resume_step=self.step) if self.env.is_main else None
+        baseline = self.unigram_baseline()
+        progress = tqdm(total=trainer_cfg.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                        disable=not (self.env.is_main and cfg.logger.progress), desc="train")
+        events_per_step = cfg.data.batch_size * cfg.data.seq_len
+        last_val: dict[str, float] = {}
+        status = "finished"
+        with StopSignals() as stop:
+            while self.step < trainer_cfg.max_steps:
+                started = time.perf_counter()
+                metrics = self.train_step()
+                self.step += 1
+                seconds = time.perf_counter() - started
+                self.elapsed += seconds
+                metrics["events_per_s"] = events_per_step / seconds
+                last_step = self.step == trainer_cfg.max_steps
+                if sinks and metrics.get("train/loss") is not None and (self.step % trainer_cfg.log_every == 0 or last_step):
+                    sinks.log(self.step, metrics)
+                if _due(self.step, trainer_cfg.val_every, last_step):
+                    last_val = self.validate()
+                    improved = last_val["val/bits_per_event"] < self.best_val
+                    self.best_val = min(self.best_val, last_val["val/bits_per_event"])
+                    if sinks:
+                        sinks.log(self.step, last_val)
+                    if improved:
+                        self.save("best.pt")
+                stopping = stop.requested(distributed.all_reduce_sum, self.device)
+                if _due(self.step, trainer_cfg.ckpt_every, last_step) or stopping:
+                    self.save("last.pt")
+                progress.update(1)
+                progress.set_postfix(loss=f"{metrics.get('train/loss', float('nan')):.3f}",
+                                     ev_s=f"{metrics['events_per_s']:.0f}", refresh=False)
+                if stopping:
+                    status = "preempted"
+                    break
+            progress.close()
+            if sinks:
+                self.write_summary(status, last_val, baseline, events_per_step)
+                sinks.close()
+            if status == "preempted":
+                log.warning("stopped by signal %s at step %d; checkpoint written to %s",
+                            stop.signal_name, self.step, self.ckpt_dir / "last.pt")
+                stop.hand_over()  # to submitit's handler (requeue) when there is one, else exit
+        return self.best_val
+
+    def unigram_baseline(self) -> dict[str, float]:
+        targets = np.asarray(self.val_events[1:])
+        nats = unigram_nats(np.asarray(self.train_events), targets)
+        seconds = self.store.manifest["splits"]["val"]["seconds"]
+        return bits_report(nats, len(targets), events.count_notes(targets), seconds, prefix="unigram/val/")
+
+    def write_summary(self, status: str, last_val: dict, baseline: dict, events_per_step: int) -> None:
+        metrics = [json.loads(line) for line in (self.run_dir / "metrics.jsonl").read_text().splitlines()]
+        train_losses = [m["train/loss"] for m in metrics if "train/loss" in m]
+        swa_values = [m["val/swa/bits_per_event"] for m in metrics if "val/swa/bits_per_event" in m]
+        summary = {
+            "status": status, "steps": self.step, "max_steps": self.cfg.trainer.max_steps,
+            "final_val_bits_per_event": last_val.get("val/bits_per_event"),
+            "best_val_bits_per_event": self.best_val if math.isfinite(self.best_val) else None,
+            "final_swa_val_bits_per_event": last_val.get("val/swa/bits_per_event"),
+            "best_swa_val_bits_per_event": min(swa_values) if swa_values else None,
+            "final_train_loss": train_losses[-1] if train_losses else None,
+            "final_val": last_val, "unigram_baseline": baseline,
+            "wall_time_s": self.elapsed, "events_per_s": self.step * events_per_step / max(self.elapsed, 1e-9),
+            "skipped_steps": self.skipped_steps, "params": self.model.num_params(),
+            "seed": self.cfg.seed, "git_commit": provenance.git_commit(), "versions": provenance.library_versions(),
+            "machine": provenance.machine(), "world_size": self.env.world_size, "device": str(self.device),
+            "store": str(self.store.path),
+        }
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _due(step: int, every: int, last_step: bool) -> bool:
+    return last_step or (every > 0 and step % every == 0)
+
+
+def train(cfg: DictConfig, run_dir: str | Path) -> float:
+    """Train in `run_dir`; returns the best validation bits/event (the objective for sweeps)."""
+    validate_config(cfg)
+    env = distributed.discover()
+    device = pick_device(cfg.trainer.device, env)
+    distributed.setup(env, device.type)
+    run_dir = Path(run_dir)
+    try:
+        if env.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            log.info("run folder: %s", run_dir.resolve())
+        best = Trainer(cfg, run_dir, env, device).fit()
+        if env.is_main:
+            log.info("done: best val bits/event %.4f; run folder: %s", best, run_dir.resolve())
+        return best
+    finally:
+        distributed.teardown()
+
+
+def exit_on_user_error(function, *args):
+    """Run `function`; a bad option, file or checkpoint ends the program with one line, no traceback."""
+    try:
+        return function(*args)
+    except (ConfigError, CheckpointError, TrainingError, FileNotFoundError, events.MidiError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    return exit_on_user_error(train, cfg, HydraConfig.get().runtime.output_dir)
+
+
+if __name__ == "__main__":
+    main()
