@@ -3,7 +3,7 @@
 music21's corpus is on disk (no network). Converting a chorale takes ~0.2 s, ~410 chorales about
 3 minutes in one process, so the conversion runs in parallel and is cached in the cache folder:
 
-    <data.cache_dir>/bach_midi-music21-<version>[-first<limit>]/bwv1.6.mid ...
+    <data.cache_dir>/bach_midi-v<FORMAT_VERSION>-music21-<version>[-first<limit>]/bwv1.6.mid ...
 
 The folder is built under a temporary name and renamed when complete, like a store; from then on it
 is an ordinary folder of MIDI files that store.py prepares like any other.
@@ -16,10 +16,13 @@ import shutil
 from pathlib import Path
 
 from midiformer.data.corpus import parallel_map
+from midiformer.events import DRUM_CHANNEL
 
 log = logging.getLogger(__name__)
 
 SCORE_SUFFIXES = {".mxl", ".xml"}  # the chorales; the .krn files repeat three of them, the .rntxt are analyses
+FORMAT_VERSION = 2  # bump when score_to_midi writes different files: the cached folder is keyed by it
+VOICE_CHANNELS = [c for c in range(16) if c != DRUM_CHANNEL]  # a voice never lands on the drum channel
 
 
 def chorale_sources(limit: int | None = None) -> list[Path]:
@@ -30,13 +33,31 @@ def chorale_sources(limit: int | None = None) -> list[Path]:
     return [Path(p) for p in scores[:limit]]
 
 
+def score_to_midi(source: str | Path, target: str | Path) -> None:
+    """Write a score as a MIDI file, each voice (part) on its own channel.
+
+    music21 gives one channel per instrument, so the four voices of a chorale, all on program 0, would
+    share one channel: voice leading would be lost, and two voices in unison would overlap on one
+    pitch. One channel per part keeps soprano, alto, tenor and bass apart, as a raw-MIDI model wants.
+    """
+    from music21 import converter, midi
+
+    midi_file = midi.translate.streamToMidiFile(converter.parse(source))
+    voices = [track for track in midi_file.tracks if any(event.isNoteOn() for event in track.events)]
+    for voice, track in enumerate(voices):
+        for event in track.events:
+            if isinstance(event.type, midi.ChannelVoiceMessages):
+                event.channel = VOICE_CHANNELS[voice % len(VOICE_CHANNELS)] + 1  # music21 counts channels from 1
+    midi_file.open(str(target), "wb")
+    midi_file.write()
+    midi_file.close()
+
+
 def convert_one(job: tuple[str, str]) -> str | None:
     """Worker: one score -> one MIDI file. Returns why it failed, or None."""
     source, target = job
     try:
-        from music21 import converter
-
-        converter.parse(source).write("midi", fp=target)
+        score_to_midi(source, target)
         return None
     except Exception as error:  # a score music21 cannot read or render: leave it out, say so
         return f"{Path(source).name}: {type(error).__name__}: {error}"
@@ -46,7 +67,7 @@ def convert_chorales(cache_dir: str | Path, num_workers: int | None = None, limi
     """The folder of converted chorales, converting them first if it does not exist yet."""
     import music21
 
-    name = f"bach_midi-music21-{music21.__version__}" + (f"-first{limit}" if limit else "")
+    name = f"bach_midi-v{FORMAT_VERSION}-music21-{music21.__version__}" + (f"-first{limit}" if limit else "")
     folder = Path(cache_dir).expanduser() / name
     if folder.is_dir():
         log.info("using the Bach chorales converted earlier in %s", folder)

@@ -8,7 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from midiformer.data.store import Store, prepare_store
-from tests.conftest import DEV_DATA, dev_files
+from tests.conftest import CONF_DIR, DEV_DATA, dev_files
 
 # A spread of the dev corpus, small enough to prepare in about a second: drum-only Groove files, multi-track
 # OpenMSX files (tempo and program changes, drums, a note-on never ended), a Planet Blupi song and POP909.
@@ -56,3 +56,11 @@ def small_store(small_files, tmp_path_factory) -> Store:
     base = tmp_path_factory.mktemp("small_store")
     root = copy_corpus(small_files, base / "midi")
     return Store(prepare_store(data_config(root, base / "cache")))
+
+
+def compose(config_name: str, overrides: list[str]):
+    """A config composed from conf/ exactly as the apps compose it."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name, overrides=overrides)
