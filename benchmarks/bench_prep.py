@@ -69,7 +69,8 @@ def main() -> None:
     ours = bench_midiformer(args.root, args.workers)
     theirs = bench_miditok(args.root)
     print(f"\ncorpus: {args.root}")
-    print(f"{'':<28} {'files':>6} {'notes':>9} {'events':>10} {'seconds':>8} {'files/s':>9} {'notes/s':>11} {'events/s':>11}")
+    print(f"{'':<28} {'files':>6} {'notes':>9} {'events':>10} {'seconds':>8} {'files/s':>9} {'notes/s':>11} "
+          f"{'events/s':>11}")
     print(row(f"midiformer prepare ({args.workers} proc)", ours))
     print(row("MidiTok REMI (1 proc)", theirs))
     ratio = (ours["notes"] / ours["seconds"]) / (theirs["notes"] / theirs["seconds"])

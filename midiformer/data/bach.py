@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from midiformer.data.corpus import parallel_map
+from midiformer.data.store import temporary_folder_beside
 from midiformer.events import DRUM_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,8 @@ def chorale_sources(limit: int | None = None) -> list[Path]:
     """music21's Bach chorale scores, sorted by name (the first `limit` only, for quick tests)."""
     from music21 import corpus
 
-    scores = sorted((p for p in corpus.getComposer("bach") if Path(p).suffix in SCORE_SUFFIXES), key=lambda p: Path(p).name)
-    return [Path(p) for p in scores[:limit]]
+    scores = sorted(Path(p) for p in corpus.getComposer("bach") if Path(p).suffix in SCORE_SUFFIXES)
+    return scores[:limit]
 
 
 def score_to_midi(source: str | Path, target: str | Path) -> None:
@@ -72,17 +73,16 @@ def convert_chorales(cache_dir: str | Path, num_workers: int | None = None, limi
     if folder.is_dir():
         log.info("using the Bach chorales converted earlier in %s", folder)
         return folder
-    temporary = folder.with_name(f".{name}.tmp-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
+    temporary = temporary_folder_beside(folder)
     try:
         _convert_into(temporary, chorale_sources(limit), num_workers)
         os.rename(temporary, folder)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        if folder.is_dir():  # another process (another rank) finished first: its folder is as good
-            return folder
-        raise
+    except OSError:
+        if not folder.is_dir():
+            raise
+        log.info("another process converted the chorales first; using %s", folder)  # e.g. another rank
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)  # nothing left to remove once renamed
     return folder
 
 

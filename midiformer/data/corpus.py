@@ -95,7 +95,8 @@ def parallel_map(function: Callable, jobs: list, num_workers: int | None, desc: 
     """function(job) for every job, in order, on `num_workers` processes (null: every core), with a
     progress bar. One worker runs in this process: no start-up cost, and easy to debug."""
     workers = worker_count(num_workers, len(jobs))
-    with tqdm(total=len(jobs), desc=f"{desc} ({workers} worker{'s' if workers > 1 else ''})", unit=unit, dynamic_ncols=True) as progress:
+    desc = f"{desc} ({workers} worker{'s' if workers > 1 else ''})"
+    with tqdm(total=len(jobs), desc=desc, unit=unit, dynamic_ncols=True) as progress:
         if workers == 1:
             yield from _counted(map(function, jobs), progress)
             return

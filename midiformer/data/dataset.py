@@ -33,7 +33,8 @@ def rows_per_rank(batch_size: int, world_size: int, option: str = "data.batch_si
     return batch_size // world_size
 
 
-def window_starts(offsets: np.ndarray, n_rows: int, rng: np.random.Generator, batch_size: int, seq_len: int) -> np.ndarray:
+def window_starts(offsets: np.ndarray, n_rows: int, rng: np.random.Generator, batch_size: int,
+                  seq_len: int) -> np.ndarray:
     """Random first rows of `batch_size` windows; some are snapped to the first row of a random song.
 
     Uniform offsets almost never hit a song's first row, yet generation starts from one: snapping a
@@ -50,7 +51,7 @@ def window_starts(offsets: np.ndarray, n_rows: int, rng: np.random.Generator, ba
 
 def train_batch(events_array: np.ndarray, offsets: np.ndarray, step: int, *, seed: int, batch_size: int,
                 seq_len: int, augment: Augment | None = None, rank: int = 0, world_size: int = 1) -> torch.Tensor:
-    """This rank's rows of the global training batch of `step`: LongTensor (batch_size // world_size, seq_len + 1, F)."""
+    """This rank's rows of the global training batch of `step`: (batch_size // world_size, seq_len + 1, F) int64."""
     per_rank = rows_per_rank(batch_size, world_size)
     rng = np.random.default_rng([seed, step])
     starts = window_starts(offsets, len(events_array), rng, batch_size, seq_len)
@@ -66,7 +67,8 @@ class TrainBatches:
     """An iterator over train_batch from a given step: `for step, batch in TrainBatches(...)`."""
 
     def __init__(self, events_array: np.ndarray, offsets: np.ndarray, *, start_step: int = 0, **batch_options):
-        self.events_array, self.offsets, self.step, self.batch_options = events_array, offsets, start_step, batch_options
+        self.events_array, self.offsets, self.step = events_array, offsets, start_step
+        self.batch_options = batch_options
 
     def __iter__(self) -> Iterator[tuple[int, torch.Tensor]]:
         while True:
@@ -103,7 +105,7 @@ def eval_batches(events_array: np.ndarray, batch_size: int, seq_len: int, *, ran
 
 
 def mask_targets(rows: torch.Tensor) -> torch.Tensor:
-    """Set every field that does not apply to its row's type (events.APPLIES) to IGNORE; padding rows stay all IGNORE."""
+    """Set each field that does not apply to its row's type (events.APPLIES) to IGNORE; padding rows stay all IGNORE."""
     row_type = rows[..., 0]
     padding = row_type < 0
     applies = _APPLIES.to(rows.device)[row_type.clamp(min=0)] & ~padding.unsqueeze(-1)

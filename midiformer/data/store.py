@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -80,7 +81,7 @@ class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if not (self.path / MANIFEST).is_file():
-            raise FileNotFoundError(f"{self.path}: not a prepared store (no {MANIFEST}); run python -m midiformer.prepare")
+            raise FileNotFoundError(f"{self.path}: not a prepared store (no {MANIFEST}); prepare it first")
         self.manifest: dict[str, Any] = json.loads((self.path / MANIFEST).read_text())
 
     def _check(self, split: str) -> None:
@@ -110,12 +111,16 @@ def store_key(root: Path, files: list[str], settings: Mapping[str, Any]) -> str:
     return digest.hexdigest()[:16]
 
 
+def temporary_folder_beside(path: Path) -> Path:
+    """A new hidden folder next to `path`, unique even among processes on several hosts sharing the cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+
+
 def build_store(root: Path, files: list[str], settings: Mapping[str, Any], path: Path,
                 num_workers: int | None) -> None:
     """Encode every file into a temporary folder beside `path`, then rename it into place."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
+    temporary = temporary_folder_beside(path)
     try:
         writers = {split: SplitWriter(temporary, split) for split in settings["splits"]}
         skipped, oddities = [], {}
@@ -198,7 +203,8 @@ def prepare_store(data_cfg: Any) -> Path:
     name = "bach" if data_cfg.name == "bach" else root.name
     path = Path(str(data_cfg.cache_dir)).expanduser() / "stores" / f"{name}-{store_key(root, files, settings)}"
     if (path / MANIFEST).is_file():
-        log.info("reusing the prepared store %s (same files and codec settings): %s", path, summary(Store(path).manifest))
+        log.info("reusing the prepared store %s (same files and codec settings): %s", path,
+                 summary(Store(path).manifest))
         return path
     log.info("preparing %d MIDI files from %s into %s", len(files), root, path)
     build_store(root, files, settings, path, data_cfg.get("num_workers"))

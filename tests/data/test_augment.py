@@ -53,14 +53,16 @@ def test_transpose_moves_pitched_notes_only_and_keeps_them_in_range(windows):
 
 def test_transpose_never_pushes_a_note_out_of_range(windows):
     w = next(w for w in windows if ((w[:, TYPE] == events.NOTE_ON) & (w[:, CHANNEL] != events.DRUM_CHANNEL)).sum() > 2)
-    pitched = np.nonzero(np.isin(w[:, TYPE], [events.NOTE_ON, events.NOTE_OFF]) & (w[:, CHANNEL] != events.DRUM_CHANNEL))[0]
+    is_note = np.isin(w[:, TYPE], [events.NOTE_ON, events.NOTE_OFF])
+    pitched = np.nonzero(is_note & (w[:, CHANNEL] != events.DRUM_CHANNEL))[0]
     edge = w.copy()
     edge[pitched[0], NOTE], edge[pitched[1], NOTE] = 0, 127  # a window spanning the whole range cannot move
     for seed in range(20):
         assert np.array_equal(Transpose(max_semitones=12)(edge.copy(), np.random.default_rng(seed)), edge)
     high = w.copy()
     high[pitched, NOTE] = 125  # only shifts of -12..+2 keep it in range
-    outs = {int(Transpose(max_semitones=12)(high.copy(), np.random.default_rng(s))[pitched[0], NOTE]) for s in range(60)}
+    transpose = Transpose(max_semitones=12)
+    outs = {int(transpose(high.copy(), np.random.default_rng(s))[pitched[0], NOTE]) for s in range(60)}
     assert max(outs) == 127 and min(outs) < 120
 
 

@@ -31,6 +31,8 @@ def test_a_folder_without_midi_files_fails_in_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     result = prepare("data=midi_dir", f"data.root={tmp_path / 'empty'}", tmp_path=tmp_path)
     assert result.returncode == 1
-    assert result.stderr.strip() == f"error: data.root={tmp_path / 'empty'}: no MIDI files (*.mid, *.midi) in this folder or below"
+    expected = f"error: data.root={tmp_path / 'empty'}: no MIDI files (*.mid, *.midi) in this folder or below"
+    assert result.stderr.strip() == expected
     result = prepare("data=midi_dir", tmp_path=tmp_path)
-    assert result.returncode == 1 and result.stderr.strip() == "error: data.root is required for data=midi_dir: add data.root=DIR"
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: data.root is required for data=midi_dir: add data.root=DIR"
