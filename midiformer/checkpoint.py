@@ -76,3 +76,23 @@ def restore_rng(state: dict[str, Any]) -> None:
     random.setstate((python_state["version"], tuple(python_state["state"]), python_state["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu", averaged: bool = False):
+    """(MidiGPT in eval mode, the run's resolved config as a DictConfig) from a checkpoint file.
+    averaged=True loads the SWA average instead of the trained weights (CheckpointError if none)."""
+    from omegaconf import OmegaConf
+
+    from midiformer.model import MidiGPT
+
+    state = load_checkpoint(path, map_location=device)
+    cfg = OmegaConf.create(state["config"])
+    model = MidiGPT(cfg.model).to(device)
+    weights = state["model"]
+    if averaged:
+        swa_weights = state.get("swa", {}).get("model")
+        if not swa_weights or int(swa_weights["n_averaged"]) == 0:
+            raise CheckpointError(f"{path}: holds no SWA average (trained with optim/swa=off, or before its start)")
+        weights = {k.removeprefix("module."): v for k, v in swa_weights.items() if k != "n_averaged"}
+    model.load_state_dict(weights)
+    return model.eval(), cfg
