@@ -1,7 +1,8 @@
 """Who am I in the job: rank discovery in one place, process-group setup, collective helpers.
 
 Order of discovery: torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT), then a
-submitit job on SLURM, else a single process. Backend nccl on CUDA, gloo on CPU.
+task of a submitit job (SLURM, or submitit's local executor), else a single process. Backend nccl on
+CUDA, gloo on CPU. Every helper is a no-op in a single process, so the trainer calls them unguarded.
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as torch_dist
+
+from midiformer.registry import ConfigError
 
 
 @dataclass(frozen=True)
@@ -29,29 +32,40 @@ class DistEnv:
 
 
 def discover() -> DistEnv:
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # torchrun (or anything that sets its variables)
         return DistEnv(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
                        int(os.environ.get("LOCAL_RANK", 0)), "torchrun")
-    submitit_env = _submitit_env()
-    if submitit_env is not None:
-        return submitit_env
+    if os.environ.get("SUBMITIT_EXECUTOR"):  # set by submitit in every task of a job it launched
+        return _submitit_env()
     return DistEnv()
 
 
-def _submitit_env() -> DistEnv | None:
-    if "SUBMITIT_EXECUTOR" not in os.environ and "SUBMITIT_FOLDER" not in os.environ:
-        return None
-    try:
-        import submitit
-        from submitit.helpers import TorchDistributedEnvironment
+def _submitit_env() -> DistEnv:
+    """This task's place in a submitit job (SLURM variables, or the local executor's).
 
-        job = submitit.JobEnvironment()
-        if job.num_tasks <= 1:
-            return DistEnv(source="submitit")
-        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)  # sets MASTER_ADDR/PORT, RANK...
-    except RuntimeError:  # not inside a submitit job after all
-        return None
-    return DistEnv(job.global_rank, job.num_tasks, job.local_rank, "submitit")
+    With hydra/launcher=slurm|local every task runs the whole Hydra job, so each must find its rank
+    here. Exporting MASTER_ADDR (the job's first node), MASTER_PORT (from the job id, the same on all
+    tasks; a MASTER_PORT already set wins), RANK and WORLD_SIZE lets torch's env:// rendezvous find
+    the others. CUDA_VISIBLE_DEVICES is left alone: pick_device uses the local rank.
+    """
+    from submitit.helpers import TorchDistributedEnvironment
+
+    job = TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+    return DistEnv(job.rank, job.world_size, job.local_rank, "submitit")
+
+
+def check_batch_split(cfg, world_size: int) -> None:
+    """Refuse, before any work, global batches the ranks cannot share evenly (one line naming the option).
+
+    data.batch_size is global: each of the optim.grad_accum_steps micro-batches is split over the ranks.
+    """
+    accum, batch_size = cfg.optim.grad_accum_steps, cfg.data.batch_size
+    if batch_size % (accum * world_size):
+        raise ConfigError(f"data.batch_size={batch_size} must be a multiple of optim.grad_accum_steps={accum} "
+                          f"x the world size {world_size} (the batch is global: each rank takes its share)")
+    if cfg.data.eval_batch_size % world_size:
+        raise ConfigError(f"data.eval_batch_size={cfg.data.eval_batch_size} must be a multiple of the world "
+                          f"size {world_size} (the batch is global: each rank takes its share)")
 
 
 def setup(env: DistEnv, device_type: str) -> None:

@@ -1,23 +1,31 @@
-"""Stop cleanly on SIGUSR2 (SLURM's warning before preemption or time-out, as submitit asks for it)
-or SIGTERM: the trainer finishes its step, writes checkpoints/last.pt, then hands over.
+"""Stop cleanly on SIGUSR2 or SIGTERM: the trainer finishes its step, writes checkpoints/last.pt, hands over.
 
-Handing over: inside a submitit job, submitit's own handler was installed first; it requeues the job,
-and the requeued job resumes from last.pt by itself. Elsewhere the process exits with 128 + signal.
+Who sends what: SLURM sends SIGUSR2 `signal_delay_s` before a job's time limit (submitit asks for it
+with --signal=USR2@N), and at preemption SIGTERM (or SIGUSR2 with PreemptParameters=send_user_signal);
+torchrun's agent, `scancel`, `docker stop` and `kill` send SIGTERM.
+
+Handing over: a submitit task installed its own handlers before ours (submitit/core/job_environment.py,
+`_handle_signals`): on SIGUSR2, `SignalHandler.checkpoint_and_try_requeue` makes rank 0 pickle the job
+again and requeue it (`scontrol requeue`; the local executor restarts it), then exit; on SIGTERM it only
+logs. We replace those handlers while training, so a signal never cuts a step in half, and call the
+saved one once the checkpoint is on disk: the requeued job starts the same Hydra job in the same run
+folder and resumes from last.pt by itself (trainer.resume=auto). Elsewhere the process exits 128 + signal.
 """
 from __future__ import annotations
 
 import signal
 import sys
-from typing import Callable
+from typing import Callable, NoReturn
 
 import torch
 
-SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
+SIGNALS = (signal.SIGUSR2, signal.SIGTERM)  # in order of precedence: a requeue beats a plain stop
 
 
 class StopSignals:
     def __init__(self):
-        self.signum: int | None = None
+        self.received: set[int] = set()  # signals caught on this rank
+        self.signum: int | None = None  # the signal all ranks agreed on (see requested)
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> "StopSignals":
@@ -34,7 +42,7 @@ class StopSignals:
         return False
 
     def _handle(self, signum, frame) -> None:
-        self.signum = signum
+        self.received.add(signum)  # only note it: the step in flight finishes first
 
     @property
     def signal_name(self) -> str | None:
@@ -42,14 +50,27 @@ class StopSignals:
 
     def requested(self, all_reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
                   device: torch.device | str = "cpu") -> bool:
-        """Has any rank been signalled? Every rank must agree, or the collectives would hang."""
-        flag = torch.tensor([1.0 if self.signum else 0.0], device=device)
-        return bool(all_reduce(flag).item() > 0)
+        """Has any rank been signalled? Every rank must agree, or the collectives would hang; and on
+        which signal, so that rank 0 (the one submitit lets requeue) knows of a SIGUSR2 sent to rank 3."""
+        flags = all_reduce(torch.tensor([float(s in self.received) for s in SIGNALS], device=device))
+        self.signum = next((s for s, flag in zip(SIGNALS, flags.tolist()) if flag > 0), None)
+        return self.signum is not None
 
-    def hand_over(self) -> None:
+    def hand_over(self, barrier: Callable[[], None] = lambda: None) -> NoReturn:
+        """Call the handler that was there before ours (submitit's), then exit with 128 + signal.
+
+        Under submitit, rank 0's handler requeues the job and exits; the barrier keeps the other ranks
+        until it has, since a task that ends first may bring the whole job step down with it.
+        """
         signum = self.signum or signal.SIGTERM
         previous = self._previous.get(signum)
         self.__exit__()
-        if callable(previous):
-            previous(signum, None)
-        sys.exit(128 + signum)
+        exit_code = 128 + signum
+        try:
+            if callable(previous):
+                previous(signum, None)
+        except SystemExit as handler_exit:  # submitit leaves with sys.exit once the job is requeued
+            exit_code = handler_exit.code
+        finally:
+            barrier()
+        sys.exit(exit_code)

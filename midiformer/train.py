@@ -51,8 +51,9 @@ def pick_device(choice: str, env: distributed.DistEnv) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
         raise ConfigError("trainer.device=cuda but no CUDA device is visible")
     if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
-        torch.cuda.set_device(env.local_rank)
-        return torch.device("cuda", env.local_rank)
+        index = env.local_rank % torch.cuda.device_count()  # a cluster may show each task only its own GPU
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
     return torch.device("cpu")
 
 
@@ -107,7 +108,8 @@ class Trainer:
     def _resume(self) -> None:
         choice = self.cfg.trainer.resume
         path = self.ckpt_dir / "last.pt" if choice == "auto" else None if choice == "never" else Path(choice)
-        if path is None or (choice == "auto" and not path.exists()):
+        # rank 0 decides, so that no rank starts afresh while the others resume (a lagging shared disk)
+        if path is None or (choice == "auto" and not distributed.broadcast_object(path.exists())):
             return
         state = load_checkpoint(path, map_location=self.device)
         self.model.load_state_dict(state["model"])
@@ -249,7 +251,7 @@ class Trainer:
             if status == "preempted":
                 log.warning("stopped by signal %s at step %d; checkpoint written to %s",
                             stop.signal_name, self.step, self.ckpt_dir / "last.pt")
-                stop.hand_over()  # to submitit's handler (requeue) when there is one, else exit
+                stop.hand_over(distributed.barrier)  # to submitit's handler (requeue) when there is one, else exit
         return self.best_val
 
     def unigram_baseline(self) -> dict[str, float]:
@@ -287,9 +289,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float:
     """Train in `run_dir`; returns the best validation bits/event (the objective for sweeps)."""
     validate_config(cfg)
     env = distributed.discover()
+    distributed.check_batch_split(cfg, env.world_size)
     device = pick_device(cfg.trainer.device, env)
     distributed.setup(env, device.type)
-    run_dir = Path(run_dir)
+    run_dir = Path(distributed.broadcast_object(str(run_dir)))  # under torchrun each rank's Hydra picks its own
     try:
         if env.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,87 @@
+"""Runs on several processes of this machine (gloo on CPU): torchrun, and submitit's local executor.
+
+On 2 CPU cores these runs are no faster than one process: the tests are of correctness only.
+Dropout is off (model.dropout=0) wherever runs of different world sizes are compared: each rank draws
+dropout masks for its own rows from the same seeded stream, so the masks of a global batch depend on
+the number of ranks, and so would the losses.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from midiformer.metrics import read_metrics
+from midiformer.train import train
+from tests.conftest import CONF_DIR, REPO
+from tests.train.conftest import TINY, cache_dir, compose_config, tiny_cfg  # noqa: F401  (fixtures: the prepared store, tiny configs)
+
+# 30 steps at a learning rate that moves the loss (so that unsynchronised gradients would show), long
+# enough to signal a run in the middle, short enough for 2 cores
+MULTI = [*TINY, "model.dropout=0", "optim.lr=3e-3", "optim.warmup_steps=5", "trainer.max_steps=30",
+         "trainer.val_every=10", "trainer.ckpt_every=10"]
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def compose_with_hydra(*overrides: str):
+    """The train config with its `hydra` node, as `python -m midiformer.train ... --cfg hydra` shows it."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def torchrun_command(run_dir: Path | str, cache: Path, nproc: int, *overrides: str) -> list[str]:
+    torchrun = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+                f"--master_port={free_port()}"]
+    return [*torchrun, "-m", "midiformer.train", *MULTI, f"data.cache_dir={cache}", f"hydra.run.dir={run_dir}",
+            *overrides]
+
+
+def local_launcher_command(sweep_dir: Path, cache: Path, tasks: int, *overrides: str) -> list[str]:
+    """One job of `tasks` ranks through submitit's local executor; its run folder is sweep_dir/0."""
+    return [sys.executable, "-m", "midiformer.train", "--multirun", "hydra/launcher=local",
+            f"hydra.launcher.tasks_per_node={tasks}", f"hydra.sweep.dir={sweep_dir}", *MULTI,
+            f"data.cache_dir={cache}", *overrides]
+
+
+def run(command: list[str], timeout: float = 180) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def losses(run_dir: Path) -> list[tuple]:
+    """(step, training loss, validation bits/event) of each metrics line: what a resumed run must repeat."""
+    return [(m["step"], m.get("train/loss"), m.get("val/bits_per_event")) for m in read_metrics(run_dir)]
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+@pytest.fixture(scope="session")
+def one_process(tmp_path_factory, cache_dir):  # noqa: F811
+    """The reference: MULTI in this process."""
+    run_dir = tmp_path_factory.mktemp("one_process")
+    train(compose_config(*MULTI, f"data.cache_dir={cache_dir}"), run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def torchrun_two(tmp_path_factory, cache_dir):  # noqa: F811
+    """MULTI on 2 torchrun processes. Each rank's Hydra is given its own folder (as `${now:...}` may give
+    on a busy machine); the run must go to rank 0's: rank0/."""
+    root = tmp_path_factory.mktemp("torchrun_two")
+    run(torchrun_command(root / "rank${oc.env:RANK}", cache_dir, 2))
+    return root

@@ -1,0 +1,72 @@
+"""hydra/launcher=slurm and =local: what they compose to, and the sbatch script submitit makes of them."""
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+import yaml
+
+from tests.conftest import REPO
+from tests.scaleout.conftest import ENV, compose_with_hydra
+
+PLUGIN = "hydra_plugins.hydra_submitit_launcher.submitit_launcher"
+
+
+def test_slurm_launcher_composes_with_expected_values():
+    launcher = compose_with_hydra("hydra/launcher=slurm").hydra.launcher
+    assert launcher._target_ == f"{PLUGIN}.SlurmLauncher"
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (1, 8, 8)
+    assert launcher.cpus_per_task == 8 and launcher.mem_gb == 256 and launcher.timeout_min == 1440
+    assert launcher.partition is None and launcher.account is None
+    assert launcher.max_num_timeout > 0, "a timed-out job would not be requeued"
+    assert 0 < launcher.signal_delay_s < launcher.timeout_min * 60
+    assert launcher.additional_parameters.requeue is True
+
+
+def test_slurm_launcher_knobs_override_on_the_command_line():
+    launcher = compose_with_hydra("hydra/launcher=slurm", "hydra.launcher.nodes=4", "hydra.launcher.partition=gpu",
+                                  "hydra.launcher.account=music", "hydra.launcher.tasks_per_node=4",
+                                  "hydra.launcher.gpus_per_node=4").hydra.launcher
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (4, 4, 4)
+    assert (launcher.partition, launcher.account) == ("gpu", "music")
+
+
+def test_local_launcher_composes_with_expected_values():
+    launcher = compose_with_hydra("hydra/launcher=local").hydra.launcher
+    assert launcher._target_ == f"{PLUGIN}.LocalLauncher"
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (1, 2, 0)
+
+
+def test_cfg_hydra_on_the_command_line_shows_the_slurm_launcher():
+    result = subprocess.run([sys.executable, "-m", "midiformer.train", "hydra/launcher=slurm",
+                             "hydra.launcher.nodes=2", "--cfg", "hydra"],
+                            cwd=REPO, env=ENV, capture_output=True, text=True, check=True)
+    launcher = yaml.safe_load(result.stdout)["hydra"]["launcher"]
+    assert launcher["_target_"] == f"{PLUGIN}.SlurmLauncher"
+    assert launcher["nodes"] == 2 and launcher["tasks_per_node"] == launcher["gpus_per_node"] == 8
+    assert launcher["max_num_timeout"] > 0 and launcher["signal_delay_s"] == 120
+
+
+def test_multirun_on_slurm_submits_the_expected_sbatch_script(tmp_path):
+    """The whole launcher path up to sbatch: a stand-in sbatch keeps the script it is given and refuses it."""
+    bin_dir, script = tmp_path / "bin", tmp_path / "job.sh"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\ncp "$1" {script}\necho "sbatch: error: not a cluster" >&2\nexit 1\n')
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")  # submitit looks for srun to believe it is on SLURM
+    for tool in ("sbatch", "srun"):
+        (bin_dir / tool).chmod(stat.S_IRWXU)
+    sweep = tmp_path / "sweep"
+    result = subprocess.run(
+        [sys.executable, "-m", "midiformer.train", "--multirun", "hydra/launcher=slurm", "hydra.launcher.nodes=2",
+         "hydra.launcher.partition=gpu", "hydra.launcher.account=music", "hydra.launcher.timeout_min=90",
+         f"hydra.sweep.dir={sweep}"],
+        cwd=REPO, env={**ENV, "PATH": f"{bin_dir}{os.pathsep}{ENV['PATH']}"}, capture_output=True, text=True)
+    assert result.returncode != 0 and "not a cluster" in result.stderr
+    flags = {line.split()[1] for line in script.read_text().splitlines() if line.startswith("#SBATCH")}
+    assert {"--nodes=2", "--ntasks-per-node=8", "--gpus-per-node=8", "--cpus-per-task=8", "--mem=256GB",
+            "--time=90", "--partition=gpu", "--account=music", "--signal=USR2@120", "--requeue",
+            f"--output={sweep}/.submitit/%j/%j_0_log.out"} <= flags
+    command = script.read_text().splitlines()[-1]
+    assert command.startswith("srun ") and "submitit.core._submit" in command  # one task per rank, each runs the job
