@@ -4,7 +4,8 @@
         ─▶ n_layer × Block(attention, MLP) ─▶ final norm ─▶ heads ─▶ {field: logits (B, T, V_f)}
 
 Logits at position t predict the fields of event t+1. Positions are learned (added to the input) or
-rotary (applied to queries and keys inside attention). Norms, inits and heads come from their
+rotary (applied to queries and keys inside attention). For generation, `hidden(new_rows, kv_cache)`
+runs only the new rows and attends to the keys and values cached for the earlier ones. Norms, inits and heads come from their
 registries (norms.py, init.py, heads.py); `model_cfg` is the `cfg.model` node of conf/model/*.yaml.
 """
 from __future__ import annotations
@@ -45,6 +46,38 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 # ---------------------------------------------------------------------------------------------------
+# KV cache for incremental decoding: each block keeps the keys and values of the events already seen,
+# so that the next event costs one row of attention instead of recomputing the whole window.
+
+class LayerCache:
+    """One block's keys and values (B, H, max_seq_len, D), filled from the left; `length` rows are valid."""
+
+    def __init__(self, max_seq_len: int):
+        self.max_seq_len, self.length = max_seq_len, 0
+        self.keys = self.values = None
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (B, H, T, D) after the cached rows; return every key and value so far."""
+        if self.keys is None:  # allocated once: no copy of the whole cache per new event
+            shape = (*k.shape[:2], self.max_seq_len, k.shape[3])
+            self.keys, self.values = k.new_empty(shape), v.new_empty(shape)
+        end = self.length + k.shape[2]
+        self.keys[:, :, self.length:end], self.values[:, :, self.length:end] = k, v
+        self.length = end
+        return self.keys[:, :, :end], self.values[:, :, :end]
+
+
+class KVCache:
+    """The caches of every block; len() = events already seen (the position of the next one)."""
+
+    def __init__(self, n_layer: int, max_seq_len: int):
+        self.layers = [LayerCache(max_seq_len) for _ in range(n_layer)]
+
+    def __len__(self) -> int:
+        return self.layers[0].length
+
+
+# ---------------------------------------------------------------------------------------------------
 # The transformer block
 
 class CausalSelfAttention(nn.Module):
@@ -62,13 +95,26 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         return x.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, D)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                cache: LayerCache | None = None) -> torch.Tensor:
         q, k, v = self.split_heads(self.q(x)), self.split_heads(self.k(x)), self.split_heads(self.v(x))
         if rope is not None:  # the one place where rotary positions enter
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        else:
+            k, v = cache.append(k, v)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask_after(q.shape[2], k.shape[2], q.device))
         y = y.transpose(1, 2).contiguous().view_as(x)
         return self.resid_dropout(self.proj(y))
+
+
+def causal_mask_after(n_new: int, n_all: int, device: torch.device) -> torch.Tensor | None:
+    """Mask for n_new queries that follow n_all - n_new cached keys: query i sees keys up to its own
+    position. (is_causal=True aligns the mask top-left, which is wrong when keys outnumber queries.)"""
+    if n_new == 1:  # the usual decoding step: the one new event sees everything
+        return None
+    return torch.ones(n_new, n_all, dtype=torch.bool, device=device).tril(n_all - n_new)
 
 
 class MLP(nn.Module):
@@ -92,11 +138,12 @@ class Block(nn.Module):
         self.norm1, self.attn = make_norm(), CausalSelfAttention(d_model, n_head, dropout)
         self.norm2, self.mlp = make_norm(), MLP(d_model, dropout)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                cache: LayerCache | None = None) -> torch.Tensor:
         if self.pre_norm:
-            x = x + self.attn(self.norm1(x), rope)
+            x = x + self.attn(self.norm1(x), rope, cache)
             return x + self.mlp(self.norm2(x))
-        x = self.norm1(x + self.attn(x, rope))
+        x = self.norm1(x + self.attn(x, rope, cache))
         return self.norm2(x + self.mlp(x))
 
 
@@ -127,20 +174,26 @@ class MidiGPT(nn.Module):
         INITS.build(cfg.init, model=self)
         EMBEDDING_INITS.build(cfg.embedding_init, model=self)
 
-    def hidden(self, inputs: torch.Tensor) -> torch.Tensor:
-        """inputs (B, T, F) -> final hidden states (B, T, d); row t sees events 0..t only."""
-        T = inputs.shape[1]
-        if T > self.max_seq_len:
-            raise ValueError(f"sequence of {T} events is longer than model.max_seq_len={self.max_seq_len}")
+    def new_kv_cache(self) -> KVCache:
+        return KVCache(len(self.blocks), self.max_seq_len)
+
+    def hidden(self, inputs: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
+        """inputs (B, T, F) -> final hidden states (B, T, d); row t sees events 0..t only.
+        With a kv_cache, inputs are the events that follow the cached ones (positions shift by its length)."""
+        start = len(kv_cache) if kv_cache is not None else 0
+        end = start + inputs.shape[1]
+        if end > self.max_seq_len:
+            raise ValueError(f"sequence of {end} events is longer than model.max_seq_len={self.max_seq_len}")
         x = self.embed_norm(sum(table(inputs[..., k]) for k, table in enumerate(self.embed)))
         rope = None
         if self.pos_embed is not None:
-            x = x + self.pos_embed.weight[:T]
+            x = x + self.pos_embed.weight[start:end]
         else:
-            rope = (self.rope_cos[:T], self.rope_sin[:T])
+            rope = (self.rope_cos[start:end], self.rope_sin[start:end])
         x = self.drop(x)
-        for block in self.blocks:
-            x = block(x, rope)
+        caches = kv_cache.layers if kv_cache is not None else [None] * len(self.blocks)
+        for block, cache in zip(self.blocks, caches):
+            x = block(x, rope, cache)
         return self.final_norm(x)
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

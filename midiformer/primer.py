@@ -1,0 +1,139 @@
+"""The primer the model continues, and the whistle that marks where the model takes over.
+
+A primer is a cut of a MIDI file's events: from `start_seconds`, `seconds` long (or `n_events`
+rows). A cut that does not begin at the song's start gets a START row, then the tempo and the
+programs in force at the cut point (so that it plays as it did in the song), then its rows; a
+note-off whose note began before the cut is dropped.
+
+The whistle is a short note of General MIDI program Whistle on a channel the song does not use,
+at the hand-over tick (the primer's last row). It goes into a copy of the events written to the
+MIDI file only: the model never sees it.
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from midiformer import events
+from midiformer.registry import ConfigError
+
+WHISTLE_PROGRAM = 78  # General MIDI "Whistle" (79 in the 1-based numbering of the GM tables)
+_TYPE, _TIME, _CHANNEL, _INSTRUMENT, _NOTE, _VELOCITY = range(len(events.FIELDS))
+
+
+def start_row() -> np.ndarray:
+    """The primer of an unprimed sample: a single START row."""
+    row = np.zeros((1, len(events.FIELDS)), np.int64)
+    row[0, _TYPE] = events.START
+    return row
+
+
+def load_primer(path: str | Path, ticks_per_beat: int, seconds: float | None = None, n_events: int | None = None,
+                start_seconds: float = 0.0) -> np.ndarray:
+    """Rows (T, F) of a primer cut from a MIDI file (MidiError if it is not one); see the module doc."""
+    if not Path(path).is_file():
+        raise ConfigError(f"primer={path}: no such file")
+    song = events.encode(path, ticks_per_beat).astype(np.int64)
+    first = _first_row_at(song, start_seconds, ticks_per_beat)
+    last = len(song) - 1  # END is never part of a primer: the model goes on from there
+    if n_events is not None:
+        last = min(last, first + n_events)
+    elif seconds is not None:
+        last = min(last, _first_row_at(song, start_seconds + seconds, ticks_per_beat))
+    if first == 1 and last > first:
+        return song[:last]  # from the song's start: its own rows, untouched
+    body, ticks = song[first:last], events.grid_ticks(song)[first:last]
+    keep = (body[:, _TYPE] != events.TIME_SHIFT) & ~_ends_an_earlier_note(body)
+    if not keep.any():
+        raise ConfigError(f"primer={path}: no event in the cut ({start_seconds} s + {seconds} s, "
+                          f"{n_events} events); the song lasts {events.seconds(song, ticks_per_beat):.1f} s")
+    state = state_at(song, first)
+    # The cut starts at its first event; the codec's own framing restores the gaps (and splits long ones).
+    ticks = np.concatenate([np.zeros(len(state), np.int64), ticks[keep] - ticks[keep][0]])
+    framed = events._with_time_field(np.concatenate([state, body[keep]]), ticks, int(ticks[-1]))
+    return framed[:-1].astype(np.int64)  # without the END row: the model goes on from there
+
+
+def _first_row_at(song: np.ndarray, at_seconds: float, ticks_per_beat: int) -> int:
+    """Index of the first row (after START) that plays at or after `at_seconds` into the song."""
+    seconds_at = lambda i: events.seconds(song[: i + 1], ticks_per_beat)  # noqa: E731  (monotone in i)
+    return max(bisect.bisect_left(range(len(song)), at_seconds, key=seconds_at), 1)
+
+
+def state_at(song: np.ndarray, row: int) -> np.ndarray:
+    """The last tempo row and each channel's last program row before `row`, at time 0."""
+    before = song[:row]
+    tempo_rows = np.nonzero(before[:, _TYPE] == events.TEMPO)[0]
+    program_rows = np.nonzero(before[:, _TYPE] == events.PROGRAM)[0]
+    last_per_channel = {int(before[i, _CHANNEL]): i for i in program_rows}  # later rows win
+    keep = sorted(list(tempo_rows[-1:]) + list(last_per_channel.values()))
+    state = before[keep].copy()
+    state[:, _TIME] = 0
+    return state
+
+
+def _ends_an_earlier_note(rows: np.ndarray) -> np.ndarray:
+    """(T,) bool: note-offs whose note began before `rows` (the cut would leave them with nothing to end)."""
+    sounding, orphan = np.zeros((16, 128), np.int64), np.zeros(len(rows), bool)
+    for i, (type_, channel, note) in enumerate(rows[:, [_TYPE, _CHANNEL, _NOTE]].tolist()):
+        if type_ == events.NOTE_ON:
+            sounding[channel, note] += 1
+        elif type_ == events.NOTE_OFF:
+            orphan[i] = sounding[channel, note] == 0
+            sounding[channel, note] -= not orphan[i]
+    return orphan
+
+
+# --- the whistle ------------------------------------------------------------------------------
+
+
+@dataclass
+class Whistle:
+    channel: int
+    tick: int       # grid tick of the hand-over
+    ticks: int      # its length in grid steps
+    pitch: int
+
+
+def free_channel(*parts: np.ndarray) -> int | None:
+    """A melodic channel no row of `parts` uses, trying them from the first (the primer) to the
+    whole song: the highest free channel of the most parts; None if the first part uses all 15."""
+    used: set[int] = set()
+    choice = None
+    for rows in parts:
+        is_channel_row = np.isin(rows[:, _TYPE], (events.NOTE_ON, events.NOTE_OFF, events.PROGRAM))
+        used |= set(rows[is_channel_row, _CHANNEL].tolist())
+        free = [c for c in range(15, -1, -1) if c != events.DRUM_CHANNEL and c not in used]
+        if not free:
+            break
+        choice = free[0]
+    return choice
+
+
+def whistle_at_handover(primer: np.ndarray, song: np.ndarray, pitch: int, seconds: float, ticks_per_beat: int) -> Whistle | None:
+    """The whistle for a song (primer rows first): at the primer's last tick, `seconds` long at the tempo there."""
+    channel = free_channel(primer, song)
+    if channel is None:
+        return None
+    tempo_rows = primer[primer[:, _TYPE] == events.TEMPO]
+    bpm = float(events.bin_to_bpm((tempo_rows[-1, _NOTE] << 7) | tempo_rows[-1, _VELOCITY])) if len(tempo_rows) else 120.0
+    ticks = max(round(seconds * bpm / 60.0 * ticks_per_beat), 1)
+    return Whistle(channel, int(events.grid_ticks(primer)[-1]), ticks, pitch)
+
+
+def with_whistle(song: np.ndarray, whistle: Whistle) -> np.ndarray:
+    """A copy of the song's rows with the whistle in (program, note-on, note-off), gaps recomputed."""
+    rows = np.zeros((3, len(events.FIELDS)), np.int64)
+    rows[:, _TYPE] = events.PROGRAM, events.NOTE_ON, events.NOTE_OFF
+    rows[:, _CHANNEL], rows[:2, _INSTRUMENT], rows[:, _NOTE], rows[1, _VELOCITY] = whistle.channel, WHISTLE_PROGRAM, whistle.pitch, 100
+    body, end_tick = song[:-1], int(events.grid_ticks(song)[-1])  # the song's last row is END
+    ticks = np.concatenate([events.grid_ticks(body), [whistle.tick, whistle.tick, whistle.tick + whistle.ticks]])
+    order = np.argsort(ticks, kind="stable")  # the whistle comes after the primer rows of its tick
+    merged, ticks = np.concatenate([body, rows])[order], ticks[order]
+    merged[:, _TIME] = np.diff(ticks, prepend=0)
+    end = np.zeros((1, len(events.FIELDS)), np.int64)
+    end[0, _TYPE], end[0, _TIME] = events.END, max(end_tick - ticks[-1], 0)
+    return np.concatenate([merged, end])

@@ -1,0 +1,198 @@
+"""Sampling events from a MidiGPT: per-field temperature / top-k / top-p, grammar masks, KV cache.
+
+    samples = sample(model, primer_rows, settings, seed=0)     # one batch of settings.num_samples
+
+Each event is sampled field by field in events.FIELDS order through `model.field_logits` (a cascade
+head sees the fields already chosen; a parallel head ignores them, but the masks still depend on
+them: the type decides which fields apply, the channel which notes may end). See grammar.py.
+
+The context window: the model sees at most `model.max_seq_len` events. When it is full, the window
+jumps forward by `slide` events and the KV cache is recomputed once over the events kept (exact:
+no approximation, and the next `slide` events are cheap again). Without the cache every event
+recomputes the same window from scratch, so both paths see identical contexts; random numbers come
+from one torch.Generator, drawn identically in both paths, and logits are float32: with the same
+seed both paths give the same events (log-probabilities agree to float rounding).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from midiformer import events
+from midiformer.grammar import CHANNEL, NOTE, TIME, TYPE, SongState
+from midiformer.registry import ConfigError
+
+_APPLIES = torch.from_numpy(events.APPLIES)
+
+
+@dataclass
+class FieldSampling:
+    """How one field is drawn: logits / temperature, then the top_k most likely (0 = all), then the
+    smallest set whose probability reaches top_p (1.0 = all)."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+
+@dataclass
+class Settings:
+    n_events: int = 512                 # events to sample after the primer (at most)
+    seconds: float | None = None        # or stop a sample once its continuation lasts this long
+    num_samples: int = 1                # samples drawn together, in one batch
+    kv_cache: bool = True               # False: recompute the whole window for every event
+    slide: int | None = None            # events the window jumps when full; None = max_seq_len // 4
+    instruments: list | None = None     # programs (and 'drums') the model may use; None = all
+    allow_end: bool = True              # False: END is masked, every sample runs to n_events / seconds
+    ticks_per_beat: int = 96            # the codec grid the model was trained on
+    fields: list[FieldSampling] = field(default_factory=lambda: [FieldSampling() for _ in events.FIELDS])
+    progress: bool = False              # a tqdm bar with events/s
+
+
+@dataclass
+class Sample:
+    """One sample's continuation (its rows after the primer), the model's log-probability of each
+    field of each row (0 for the fields that do not apply), and the notes still sounding after it."""
+
+    rows: np.ndarray
+    logprobs: np.ndarray
+    sounding: list[tuple[int, int]]
+
+
+def field_settings(temperature: Any, top_k: Any, top_p: Any) -> list[FieldSampling]:
+    """One FieldSampling per field from options that are a number (every field) or {field: number}."""
+    def value(option: Any, name: str, default: float) -> Any:
+        if isinstance(option, (int, float)) and not isinstance(option, bool):
+            return option
+        option = dict(option or {})
+        unknown = set(option) - set(events.FIELDS)
+        if unknown:
+            raise ConfigError(f"{sorted(unknown)[0]!r} is not a field; the fields are: {', '.join(events.FIELDS)}")
+        return option.get(name, default)
+
+    fields = [FieldSampling(value(temperature, n, 1.0), value(top_k, n, 0), value(top_p, n, 1.0)) for n in events.FIELDS]
+    for name, f in zip(events.FIELDS, fields):
+        if not isinstance(f.temperature, (int, float)) or f.temperature <= 0:
+            raise ConfigError(f"temperature.{name}={f.temperature!r} must be a number > 0")
+        if not isinstance(f.top_k, int) or f.top_k < 0:
+            raise ConfigError(f"top_k.{name}={f.top_k!r} must be an integer >= 0 (0 = off)")
+        if not isinstance(f.top_p, (int, float)) or not 0 < f.top_p <= 1:
+            raise ConfigError(f"top_p.{name}={f.top_p!r} must be in (0, 1] (1 = off)")
+    return fields
+
+
+def shaped_logits(logits: torch.Tensor, allowed: torch.Tensor, how: FieldSampling) -> torch.Tensor:
+    """Logits (B, V) with the disallowed values at -inf, divided by the temperature, cut to top-k/top-p."""
+    logits = logits.masked_fill(~allowed, -torch.inf) / how.temperature
+    if 0 < how.top_k < logits.shape[-1]:
+        kth_best = logits.topk(how.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth_best, -torch.inf)
+    if how.top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        before = probs.cumsum(-1) - probs  # probability of the values ranked above each one
+        drop = before >= how.top_p  # never the most likely value: its `before` is 0
+        logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, -torch.inf))
+    return logits
+
+
+def sample_event(model, h: torch.Tensor, state: SongState, settings: Settings,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next event of every sample from h (B, d): rows (B, F) and the model's log-probs (B, F)."""
+    batch, n_fields = h.shape[0], len(events.FIELDS)
+    chosen = torch.zeros(batch, n_fields, dtype=torch.long, device=h.device)
+    logprobs = torch.zeros(batch, n_fields, dtype=torch.float32, device=h.device)
+    for k in range(n_fields):
+        logits = model.field_logits(h, k, chosen[:, :k]).float()
+        allowed = state.allowed(k, chosen[:, :k])
+        probs = shaped_logits(logits, allowed, settings.fields[k]).softmax(-1)
+        value = torch.multinomial(probs, 1, generator=generator)[:, 0]  # same draws whatever the values
+        applies = _APPLIES.to(h.device)[chosen[:, TYPE], k] if k else torch.ones_like(value, dtype=torch.bool)
+        chosen[:, k] = torch.where(applies, value, 0)
+        logprobs[:, k] = torch.where(applies, logits.log_softmax(-1).gather(1, value[:, None])[:, 0], 0.0)
+    return chosen, logprobs
+
+
+class ContextWindow:
+    """The events the model sees, as (B, T, F) rows[:, start:end], and the hidden state of the last one."""
+
+    def __init__(self, model, rows: torch.Tensor, kv_cache: bool, slide: int | None):
+        self.model, self.rows, self.kv_cache = model, rows, kv_cache
+        self.slide = slide if slide is not None else max(model.max_seq_len // 4, 1)
+        if not 1 <= self.slide < model.max_seq_len:
+            raise ConfigError(f"slide={self.slide} must be in [1, model.max_seq_len={model.max_seq_len})")
+        self.start, self.cache = 0, None
+
+    def last_hidden(self, end: int) -> torch.Tensor:
+        """h (B, d) after rows[:, :end], the model seeing at most max_seq_len of them."""
+        if end - self.start > self.model.max_seq_len:  # full: jump, and the cache starts again
+            self.start, self.cache = end - (self.model.max_seq_len - self.slide), None
+        if not self.kv_cache:
+            return self.model.hidden(self.rows[:, self.start:end])[:, -1]
+        if self.cache is None:
+            self.cache = self.model.new_kv_cache()
+            return self.model.hidden(self.rows[:, self.start:end], self.cache)[:, -1]
+        return self.model.hidden(self.rows[:, end - 1:end], self.cache)[:, -1]
+
+
+@torch.inference_mode()
+def sample(model, primer: np.ndarray, settings: Settings, seed: int = 0) -> list[Sample]:
+    """Continue `primer` (T0, F) rows, starting with a START row, in settings.num_samples samples.
+
+    A sample stops at an END row, after settings.seconds of continuation, or after n_events; the
+    batch runs on until every sample has stopped, but a stopped sample's state no longer changes."""
+    device = next(model.parameters()).device
+    if len(primer) > model.max_seq_len:
+        raise ConfigError(f"the primer has {len(primer)} events, more than the context "
+                          f"(model.max_seq_len={model.max_seq_len}); use a shorter primer.seconds or primer.events")
+    batch, first = settings.num_samples, len(primer)
+    rows = torch.zeros(batch, first + settings.n_events, len(events.FIELDS), dtype=torch.long, device=device)
+    rows[:, :first] = torch.as_tensor(primer, dtype=torch.long, device=device)
+    logprobs = torch.zeros(batch, settings.n_events, len(events.FIELDS), device=device)
+    state = SongState(batch, settings.ticks_per_beat, settings.instruments, settings.allow_end, device)
+    state.follow(rows[0, :first])
+    primer_seconds = state.seconds.clone()
+    window = ContextWindow(model, rows, settings.kv_cache, settings.slide)
+    generator = torch.Generator(device).manual_seed(seed)
+    length = torch.full((batch,), settings.n_events, dtype=torch.long, device=device)  # rows each sample keeps
+    running = torch.ones(batch, dtype=torch.bool, device=device)
+    bar = tqdm(total=batch * settings.n_events, unit="event", unit_scale=True, disable=not settings.progress,
+               desc=f"sampling {batch} x")
+    for step in range(settings.n_events):
+        event, logprobs[:, step] = sample_event(model, window.last_hidden(first + step), state, settings, generator)
+        rows[:, first + step] = event
+        state.update(event, running)
+        stops = event[:, TYPE] == events.END
+        if settings.seconds is not None:
+            stops |= state.seconds - primer_seconds >= settings.seconds
+        length = torch.where(stops & running, step + 1, length)
+        running &= ~stops
+        bar.update(batch)
+        if not running.any():
+            break
+    bar.close()
+    return [Sample(rows[b, first:first + length[b]].cpu().numpy(), logprobs[b, :length[b]].cpu().numpy(),
+                   state.sounding_notes(b)) for b in range(batch)]
+
+
+def closed(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+    """The continuation ended properly, and the model's log-probability of each row (summed over its
+    fields; NaN for the rows the model did not sample): a note_off for every note still sounding, then
+    END. If the model sampled END, the note_offs take its place in time and END stays its own."""
+    rows, logprob = sample.rows.astype(np.int64), sample.logprobs.sum(1, dtype=np.float64)
+    offs = np.zeros((len(sample.sounding), len(events.FIELDS)), np.int64)
+    offs[:, TYPE] = events.NOTE_OFF
+    offs[:, [CHANNEL, NOTE]] = np.array(sample.sounding, np.int64).reshape(-1, 2)
+    if len(rows) and rows[-1, TYPE] == events.END:
+        end, end_logprob = rows[-1:].copy(), logprob[-1:]
+        rows, logprob = rows[:-1], logprob[:-1]
+        if len(offs):
+            offs[0, TIME], end[0, TIME] = end[0, TIME], 0
+    else:
+        end, end_logprob = np.zeros((1, len(events.FIELDS)), np.int64), np.array([np.nan])
+        end[0, TYPE] = events.END
+    return np.concatenate([rows, offs, end]), np.concatenate([logprob, np.full(len(offs), np.nan), end_logprob])

@@ -1,0 +1,173 @@
+"""The sampler: cached and uncached paths agree, every sampled event is valid, options do what they say."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from midiformer import events, midi, primer, sampling
+from midiformer.grammar import parse_instruments
+from midiformer.model import MidiGPT
+from midiformer.registry import ConfigError
+from tests.generate.conftest import CONTEXT
+from tests.model.conftest import tiny_config
+
+TYPE, TIME, CHANNEL, INSTRUMENT, NOTE, VELOCITY = range(6)
+
+
+def random_model(**overrides) -> MidiGPT:
+    """A tiny untrained model: it tries every kind of event."""
+    torch.manual_seed(0)
+    return MidiGPT(tiny_config(**overrides)).eval()
+
+
+def run(model, start, seed: int = 0, allow_end: bool = False, **options) -> list[sampling.Sample]:
+    """Samples that run to n_events (unless allow_end=True: the model may end them)."""
+    return sampling.sample(model, start, sampling.Settings(allow_end=allow_end, **options), seed=seed)
+
+
+@pytest.mark.parametrize("which", ["trained parallel, learned positions", "random cascade, rope"])
+def test_cached_and_uncached_generation_agree(which, trained_model, primer_song):
+    model = trained_model if which.startswith("trained") else random_model(heads="cascade", pos="rope")
+    start = primer.load_primer(primer_song, 96, seconds=1.5)
+    # 250 events after the primer in a context of 64 or 128: the window jumps several times.
+    cached = run(model, start, n_events=250, num_samples=3, kv_cache=True)
+    uncached = run(model, start, n_events=250, num_samples=3, kv_cache=False)
+    assert len(start) + 250 > 2 * model.max_seq_len
+    for a, b in zip(cached, uncached):
+        np.testing.assert_array_equal(a.rows, b.rows)
+        np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-4)
+        assert a.sounding == b.sounding
+    assert not np.array_equal(cached[0].rows, cached[1].rows)  # the samples of a batch differ
+
+
+def test_samples_the_model_ends_stop_there_in_both_paths(trained_model, primer_song):
+    start = primer.load_primer(primer_song, 96, seconds=1.5)
+    cached, uncached = (run(trained_model, start, n_events=300, num_samples=4, allow_end=True, kv_cache=kv)
+                        for kv in (True, False))
+    ended = [s for s in cached if s.rows[-1, TYPE] == events.END]
+    assert ended and len({len(s.rows) for s in cached}) > 1  # the batch ran on past the samples that ended
+    for a, b in zip(cached, uncached):
+        np.testing.assert_array_equal(a.rows, b.rows)
+        assert (a.rows[:-1, TYPE] != events.END).all()
+        sounding = replay(start, a.rows)  # a stopped sample's state stopped with it
+        assert sorted(a.sounding) == sorted((c, p) for c, p in zip(*sounding.nonzero()) for _ in range(sounding[c, p]))
+    assert all(events.END not in s.rows[:, TYPE] for s in run(trained_model, start, n_events=300, num_samples=4))
+
+
+def replay(start: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Sounding notes after start + rows, checking on the way that every note_off ends one."""
+    sounding = np.zeros((16, 128), int)
+    for i, r in enumerate(np.concatenate([start, rows])):
+        if r[TYPE] == events.NOTE_ON:
+            sounding[r[CHANNEL], r[NOTE]] += 1
+        elif r[TYPE] == events.NOTE_OFF:
+            assert sounding[r[CHANNEL], r[NOTE]] > 0, f"row {i}: note_off of a silent note"
+            sounding[r[CHANNEL], r[NOTE]] -= 1
+    return sounding
+
+
+@pytest.mark.parametrize("heads", ["parallel", "cascade"])
+def test_every_sampled_event_is_valid(heads, primer_song, tmp_path):
+    model = random_model(heads=heads)
+    start = primer.load_primer(primer_song, 96, seconds=1.0)
+    samples = run(model, start, n_events=400, num_samples=4)
+    all_rows = np.concatenate([s.rows for s in samples])
+    for name, column in zip(events.FIELDS, all_rows.T):
+        assert column.min() >= 0 and column.max() < events.VOCAB[name]
+    applies = events.APPLIES[all_rows[:, TYPE]]
+    assert (all_rows[~applies] == 0).all()  # fields that do not apply are 0, as in training
+    types = all_rows[:, TYPE]
+    assert events.START not in types
+    assert (all_rows[types == events.TIME_SHIFT, TIME] == events.MAX_TIME_SHIFT).all()
+    assert (all_rows[types == events.NOTE_ON, VELOCITY] >= 1).all()
+    for kind in (events.NOTE_ON, events.NOTE_OFF, events.PROGRAM, events.TEMPO, events.TIME_SHIFT):
+        assert (types == kind).sum() > 20, events.TYPES[kind]  # the masks leave every type possible
+    for i, sample in enumerate(samples):
+        rows, logprobs = sampling.closed(sample)
+        assert (replay(start, rows) == 0).all()  # every note closed, and only sounding notes were ended
+        assert rows[-1, TYPE] == events.END and (rows[:-1, TYPE] != events.END).all()
+        assert np.isfinite(logprobs[: len(sample.rows)]).all() and (logprobs[: len(sample.rows)] < 0).all()
+        path = tmp_path / f"{i}.mid"
+        events.decode(np.concatenate([start, rows]), path)
+        notes, _, stats = events.pair_notes(midi.read_midi(path))
+        assert stats["orphan_note_offs"] == 0 and stats["unterminated_notes"] == 0
+        assert stats["notes"] == (np.concatenate([start, rows])[:, TYPE] == events.NOTE_ON).sum()
+
+
+def test_instruments_restrict_what_the_model_plays(primer_song):
+    model = random_model()
+    start = primer.start_row()
+    free = run(model, start, n_events=300, num_samples=2)
+    introduced = lambda rows: rows[np.isin(rows[:, TYPE], (events.NOTE_ON, events.PROGRAM))]  # noqa: E731
+    assert len(np.unique(np.concatenate([introduced(s.rows)[:, INSTRUMENT] for s in free]))) > 10
+    for sample in run(model, start, n_events=300, num_samples=2, instruments=[0, 33]):
+        rows = introduced(sample.rows)
+        assert len(rows) > 20 and set(rows[:, INSTRUMENT].tolist()) <= {0, 33}
+        assert events.DRUM_CHANNEL not in rows[:, CHANNEL]
+    for sample in run(model, start, n_events=200, num_samples=2, instruments=["drums"]):
+        rows = introduced(sample.rows)
+        assert len(rows) > 10 and (rows[:, CHANNEL] == events.DRUM_CHANNEL).all()
+
+
+@pytest.mark.parametrize("bad", [["banjo"], [128], [-1], []])
+def test_an_unknown_instrument_is_refused(bad):
+    with pytest.raises(ConfigError, match="instrument"):
+        parse_instruments(bad)
+
+
+def test_the_same_seed_gives_the_same_samples_and_another_seed_others():
+    model, start = random_model(), primer.start_row()
+    a, b, c = (run(model, start, n_events=60, seed=seed)[0].rows for seed in (3, 3, 4))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_top_k_top_p_and_temperature_shape_one_field():
+    logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0]])
+    everything = torch.ones_like(logits, dtype=torch.bool)
+    kept = lambda **how: torch.isfinite(sampling.shaped_logits(logits, everything, sampling.FieldSampling(**how)))  # noqa: E731
+    assert kept(top_k=2).tolist() == [[True, True, False, False, False]]
+    probs = logits.softmax(-1)[0]  # 0.61, 0.22, 0.14, 0.08, 0.03
+    assert kept(top_p=float(probs[0]) - 0.01).tolist() == [[True, False, False, False, False]]
+    assert kept(top_p=float(probs[0] + probs[1]) + 0.01).tolist() == [[True, True, True, False, False]]
+    masked = sampling.shaped_logits(logits, torch.tensor([[False, True, True, True, True]]), sampling.FieldSampling(top_k=1))
+    assert torch.isfinite(masked).tolist() == [[False, True, False, False, False]]  # top-k among allowed values
+    hot = sampling.shaped_logits(logits, everything, sampling.FieldSampling(temperature=2.0))
+    torch.testing.assert_close(hot, logits / 2)
+
+
+def test_top_k_1_everywhere_is_greedy_whatever_the_seed(trained_model, primer_song):
+    start = primer.load_primer(primer_song, 96, seconds=1.0)
+    greedy = [sampling.FieldSampling(top_k=1) for _ in events.FIELDS]
+    a, b = (run(trained_model, start, seed=seed, n_events=60, fields=greedy)[0].rows for seed in (0, 1))
+    np.testing.assert_array_equal(a, b)
+    c, d = (run(trained_model, start, seed=seed, n_events=60)[0].rows for seed in (0, 1))
+    assert not np.array_equal(c, d)
+
+
+def test_sampling_stops_after_the_seconds_asked_for(trained_model, primer_song):
+    start = primer.load_primer(primer_song, 96, seconds=1.0)
+    for sample in run(trained_model, start, n_events=2000, num_samples=3, seconds=2.0, allow_end=True):
+        rows = sample.rows
+        if rows[-1, TYPE] != events.END:
+            assert events.seconds(np.concatenate([start, rows])) - events.seconds(start) >= 2.0
+        assert events.seconds(np.concatenate([start, rows[:-1]])) - events.seconds(start) < 2.0
+
+
+def test_a_sampled_end_closes_the_notes_at_its_time():
+    rows = np.zeros((3, 6), np.int64)
+    rows[:, TYPE] = events.NOTE_ON, events.NOTE_ON, events.END
+    rows[:2, CHANNEL], rows[:2, NOTE], rows[:2, VELOCITY], rows[2, TIME] = 2, (60, 64), 80, 48
+    sample = sampling.Sample(rows, np.full((3, 6), -0.5, np.float32), [(2, 60), (2, 64)])
+    closed, logprobs = sampling.closed(sample)
+    assert closed[:, TYPE].tolist() == [events.NOTE_ON, events.NOTE_ON, events.NOTE_OFF, events.NOTE_OFF, events.END]
+    assert closed[2:, TIME].tolist() == [48, 0, 0]  # the notes end where the model ended the song
+    assert np.isnan(logprobs[2:4]).all() and logprobs[-1] == pytest.approx(-3.0)
+
+
+def test_a_primer_longer_than_the_context_is_refused(primer_song):
+    model = random_model()
+    long_primer = primer.load_primer(primer_song, 96, n_events=CONTEXT)
+    with pytest.raises(ConfigError, match="more than the context"):
+        run(model, long_primer, n_events=5)
