@@ -8,6 +8,7 @@ the number of ranks, and so would the losses.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,9 +19,10 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from midiformer.metrics import read_metrics
-from midiformer.train import train
+from midiformer.train import Trainer, train
 from tests.conftest import CONF_DIR, REPO
-from tests.train.conftest import TINY, cache_dir, compose_config, tiny_cfg  # noqa: F401  (fixtures: the prepared store, tiny configs)
+# cache_dir (the session's prepared store) and tiny_cfg are fixtures, shared with tests/train
+from tests.train.conftest import TINY, cache_dir, compose_config, tiny_cfg  # noqa: F401
 
 # 30 steps at a learning rate that moves the loss (so that unsynchronised gradients would show), long
 # enough to signal a run in the middle, short enough for 2 cores
@@ -59,6 +61,19 @@ def run(command: list[str], timeout: float = 180) -> subprocess.CompletedProcess
     result = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
+
+
+def signal_during_step(monkeypatch, step: int, signum: int = signal.SIGUSR2) -> None:
+    """Make this process send itself `signum` as training step `step` (1-based) begins: a real signal,
+    at a known point, with the step still to compute."""
+    real_step = Trainer.train_step
+
+    def signalled_step(trainer):
+        if trainer.step == step - 1:
+            os.kill(os.getpid(), signum)
+        return real_step(trainer)
+
+    monkeypatch.setattr(Trainer, "train_step", signalled_step)
 
 
 def losses(run_dir: Path) -> list[tuple]:

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 
 import pytest
 import torch
 
-from midiformer.train import Trainer, train
-from tests.scaleout.conftest import losses, weights
+from midiformer.train import train
+from tests.scaleout.conftest import losses, signal_during_step, weights
+from tests.train.conftest import TINY, compose_config
 
 STEPS = ["trainer.max_steps=6", "trainer.ckpt_every=0"]  # ckpt_every=0: the only mid-run checkpoint is the signal's
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, cache_dir):
-    from tests.train.conftest import TINY, compose_config
-
     run_dir = tmp_path_factory.mktemp("uninterrupted")
     train(compose_config(*TINY, f"data.cache_dir={cache_dir}", *STEPS), run_dir)
     return run_dir
@@ -27,21 +25,15 @@ def uninterrupted(tmp_path_factory, cache_dir):
 @pytest.mark.parametrize("signum", [signal.SIGUSR2, signal.SIGTERM], ids=["SIGUSR2", "SIGTERM"])
 def test_signal_during_a_step_checkpoints_exits_and_resumes_exactly(tiny_cfg, tmp_path, monkeypatch, uninterrupted,
                                                                    signum):
-    real_step = Trainer.train_step
-
-    def step_signalled_midway(trainer):
-        if trainer.step == 2:  # the third step: the signal lands while it computes
-            os.kill(os.getpid(), signum)
-        return real_step(trainer)
-
-    monkeypatch.setattr(Trainer, "train_step", step_signalled_midway)
+    handler_before = signal.getsignal(signum)
+    signal_during_step(monkeypatch, 3, signum)
     with pytest.raises(SystemExit) as stopped:
         train(tiny_cfg(*STEPS), tmp_path)
     assert stopped.value.code == 128 + signum
     assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["step"] == 3
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert (summary["status"], summary["steps"]) == ("preempted", 3)
-    assert signal.getsignal(signum) == signal.SIG_DFL  # handlers given back
+    assert signal.getsignal(signum) == handler_before  # given back
 
     monkeypatch.undo()
     train(tiny_cfg(*STEPS), tmp_path)

@@ -45,7 +45,9 @@ def test_sigusr2_to_one_task_requeues_the_job_and_it_resumes_exactly(tmp_path, c
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     run_dir = tmp_path / "0"
     wait_for_step(run_dir, 2, process)
-    os.kill(task_pid(tmp_path, rank=1), signal.SIGUSR2)  # rank 1 only: rank 0, the one that requeues, must learn of it
+    rank1 = task_pid(tmp_path, rank=1)
+    assert rank1 is not None, "task 1 of the job not found among the processes"
+    os.kill(rank1, signal.SIGUSR2)  # rank 1 only: rank 0, the one that requeues, must learn of it from the others
     _, stderr = process.communicate(timeout=180)
     assert process.returncode == 0, stderr[-3000:]
 

@@ -15,7 +15,8 @@ from midiformer.data.dataset import eval_window_count
 from midiformer.data.store import Store
 from midiformer.evaluate import evaluate
 from midiformer.metrics import read_metrics
-from tests.scaleout.conftest import local_launcher_command, run
+from midiformer.train import train
+from tests.scaleout.conftest import MULTI, local_launcher_command, run, signal_during_step, torchrun_command
 from tests.train.conftest import compose_config
 
 
@@ -63,3 +64,14 @@ def test_local_launcher_two_tasks_train_like_one(tmp_path, cache_dir, one_proces
         objectives.append(job_return.return_value)
     best = json.loads((run_dir / "summary.json").read_text())["best_val_bits_per_event"]
     assert objectives == [best, best]
+
+
+def test_a_run_stopped_on_one_process_resumes_on_two(tmp_path, cache_dir, one_process, monkeypatch):
+    signal_during_step(monkeypatch, 13)
+    with pytest.raises(SystemExit):
+        train(compose_config(*MULTI, f"data.cache_dir={cache_dir}"), tmp_path)
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 13
+    run(torchrun_command(tmp_path, cache_dir, 2))  # the same run folder: trainer.resume=auto
+    assert_same_training(tmp_path, one_process)
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "finished"
