@@ -18,6 +18,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import hydra
 import numpy as np
@@ -45,6 +46,11 @@ log = logging.getLogger("midiformer.train")
 
 class TrainingError(RuntimeError):
     """The run cannot go on (a non-finite loss); the message is one line naming the step."""
+
+
+class StopRun(Exception):
+    """Raised by an `on_validation` callback to end the run early (a search pruning a trial): the trainer
+    writes last.pt and summary.json (status "stopped"), then raises it again to the caller of train()."""
 
 
 def pick_device(choice: str, env: distributed.DistEnv) -> torch.device:
@@ -206,7 +212,9 @@ class Trainer:
 
     # --- the loop -------------------------------------------------------------------------------
 
-    def fit(self) -> float:
+    def fit(self, on_validation: Callable[[int, dict[str, float]], None] | None = None) -> float:
+        """Train to trainer.max_steps. `on_validation(step, metrics)` is called on every rank after each
+        validation (hpo reports to Optuna there) and may raise StopRun."""
         cfg, trainer_cfg = self.cfg, self.cfg.trainer
         sinks = MetricSinks(self.run_dir, cfg.logger, OmegaConf.to_container(cfg, resolve=True),
                             resume_step=self.step) if self.env.is_main else None
@@ -215,7 +223,7 @@ class Trainer:
                         disable=not (self.env.is_main and cfg.logger.progress), desc="train")
         events_per_step = cfg.data.batch_size * cfg.data.seq_len
         last_val: dict[str, float] = {}
-        status = "finished"
+        status, stopped = "finished", None
         with StopSignals() as stop:
             while self.step < trainer_cfg.max_steps:
                 started = time.perf_counter()
@@ -235,14 +243,19 @@ class Trainer:
                         sinks.log(self.step, last_val)
                     if improved:
                         self.save("best.pt")
+                    if on_validation is not None:
+                        try:
+                            on_validation(self.step, last_val)
+                        except StopRun as request:
+                            stopped = request
                 stopping = stop.requested(distributed.all_reduce_sum, self.device)
-                if _due(self.step, trainer_cfg.ckpt_every, last_step) or stopping:
+                if _due(self.step, trainer_cfg.ckpt_every, last_step) or stopping or stopped is not None:
                     self.save("last.pt")
                 progress.update(1)
                 progress.set_postfix(loss=f"{metrics.get('train/loss', float('nan')):.3f}",
                                      ev_s=f"{metrics['events_per_s']:.0f}", refresh=False)
-                if stopping:
-                    status = "preempted"
+                if stopping or stopped is not None:
+                    status = "preempted" if stopping else "stopped"
                     break
             progress.close()
             if sinks:
@@ -252,6 +265,8 @@ class Trainer:
                 log.warning("stopped by signal %s at step %d; checkpoint written to %s",
                             stop.signal_name, self.step, self.ckpt_dir / "last.pt")
                 stop.hand_over(distributed.barrier)  # to submitit's handler (requeue) when there is one, else exit
+        if stopped is not None:
+            raise stopped
         return self.best_val
 
     def unigram_baseline(self) -> dict[str, float]:
@@ -285,8 +300,10 @@ def _due(step: int, every: int, last_step: bool) -> bool:
     return last_step or (every > 0 and step % every == 0)
 
 
-def train(cfg: DictConfig, run_dir: str | Path) -> float:
-    """Train in `run_dir`; returns the best validation bits/event (the objective for sweeps)."""
+def train(cfg: DictConfig, run_dir: str | Path,
+          on_validation: Callable[[int, dict[str, float]], None] | None = None) -> float:
+    """Train in `run_dir`; returns the best validation bits/event (the objective for sweeps).
+    `on_validation(step, metrics)`: see Trainer.fit; a StopRun it raises ends the run and comes out here."""
     validate_config(cfg)
     env = distributed.discover()
     distributed.check_batch_split(cfg, env.world_size)
@@ -298,7 +315,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
             log.info("run folder: %s", run_dir.resolve())
-        best = Trainer(cfg, run_dir, env, device).fit()
+        best = Trainer(cfg, run_dir, env, device).fit(on_validation)
         if env.is_main:
             log.info("done: best val bits/event %.4f; run folder: %s", best, run_dir.resolve())
         return best

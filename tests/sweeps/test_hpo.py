@@ -1,0 +1,147 @@
+"""The search: a killed study continues to exactly n_trials, pruning, failed trials, workers, its report."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from midiformer.hpo import FINISHED, INTERRUPTED, search
+from midiformer.registry import ConfigError
+from midiformer.report import make_report
+from midiformer.runs import read_run
+from midiformer.study import load_study, storage_for
+from tests.conftest import REPO
+from tests.sweeps.conftest import TINY_SPACE, hpo_config, tiny_overrides
+
+
+def hpo_command(study_dir, cache_dir, *more: str) -> list[str]:
+    return [sys.executable, "-m", "midiformer.hpo", *tiny_overrides(cache_dir, *TINY_SPACE), "hpo.n_trials=4",
+            "trainer.max_steps=12", "trainer.val_every=3", f"hydra.run.dir={study_dir}", *more]
+
+
+def states(study_dir) -> list[TrialState]:
+    return [t.state for t in load_study(storage_for("sqlite", study_dir), "search").trials]
+
+
+@pytest.fixture(scope="module")
+def killed_and_rerun(tmp_path_factory, cache_dir):
+    """A 4-trial search killed with SIGKILL once 2 trials are complete, then the same command again."""
+    study_dir = tmp_path_factory.mktemp("study")
+    process = subprocess.Popen(hpo_command(study_dir, cache_dir), cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    study = None
+    while study is None or len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < 2:
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        time.sleep(0.05)
+        if study is None and (study_dir / "study.db").exists():
+            with contextlib.suppress(ConfigError):  # the file is there, the study not yet
+                study = load_study(storage_for("sqlite", study_dir), "search")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at, after_kill = time.time(), states(study_dir)
+    rerun = subprocess.run(hpo_command(study_dir, cache_dir), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    return study_dir, after_kill, killed_at
+
+
+def test_a_killed_search_rerun_ends_with_exactly_n_trials(killed_and_rerun):
+    study_dir, after_kill, killed_at = killed_and_rerun
+    assert 2 <= sum(s in FINISHED for s in after_kill) < 4  # the kill came before the search was done
+    study = load_study(storage_for("sqlite", study_dir), "search")
+    assert len(study.trials) == 4 and all(t.state in FINISHED for t in study.trials)
+    assert any(t.datetime_start.timestamp() > killed_at for t in study.trials)  # the rerun trained trials
+    for trial, state_at_kill in zip(study.trials, after_kill):
+        if state_at_kill == TrialState.RUNNING:  # killed mid-trial: recorded as failed, counted
+            assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == INTERRUPTED
+    for trial in study.trials:
+        if trial.state == TrialState.COMPLETE:
+            run = read_run(study_dir / trial.user_attrs["run_dir"])
+            assert run.summary["best_val_bits_per_event"] == pytest.approx(trial.value)
+            assert run.settings["model.d_model"] == trial.params["model.d_model"]
+
+
+def test_a_finished_search_run_again_adds_no_trial(killed_and_rerun, cache_dir):
+    study_dir = killed_and_rerun[0]
+    search(hpo_config(cache_dir, "hpo.n_trials=4"), study_dir)
+    assert len(states(study_dir)) == 4
+
+
+def test_report_of_a_study(killed_and_rerun, tmp_path):
+    study_dir = killed_and_rerun[0]
+    make_report([study_dir / "study.db"], tmp_path)
+    markdown = (tmp_path / "report.md").read_text()
+    assert "## Study `search`" in markdown and markdown.count("| complete |") >= 2
+    rows = list(csv.DictReader(open(tmp_path / "report.csv")))
+    complete = [t for t in load_study(storage_for("sqlite", study_dir)).trials if t.state == TrialState.COMPLETE]
+    assert min(float(r["best_val_bits_per_event_mean"]) for r in rows) == pytest.approx(min(t.value for t in complete))
+    for name in ("optimisation_history", "slices", "intermediate_values", "parameter_importances"):
+        assert (tmp_path / f"study_{name}.png").stat().st_size > 1000, name
+
+
+def enqueue(study_dir, *params: dict) -> None:
+    study = optuna.create_study(study_name="search", storage=storage_for("sqlite", study_dir), direction="minimize")
+    for values in params:
+        study.enqueue_trial(values)
+
+
+def test_pruning_stops_a_bad_trial(cache_dir, tmp_path):
+    cfg = hpo_config(cache_dir, "hpo.n_trials=2", "hpo/pruner=median", "hpo.pruner.n_startup_trials=1",
+                     "trainer.max_steps=12", "trainer.val_every=3", "optim.warmup_steps=0", "hpo.space.optim.lr.low=1e-8")
+    enqueue(tmp_path, {"model.d_model": 32, "optim.lr": 3e-3}, {"model.d_model": 32, "optim.lr": 1e-8})
+    good, bad = search(cfg, tmp_path).trials
+    assert (good.state, bad.state) == (TrialState.COMPLETE, TrialState.PRUNED)
+    assert bad.intermediate_values[3] > good.intermediate_values[3]
+    run = read_run(tmp_path / bad.user_attrs["run_dir"])
+    assert run.status == "stopped" and run.curve()[0] == [3]  # stopped at its first validation, of 4
+    assert read_run(tmp_path / good.user_attrs["run_dir"]).curve()[0] == [3, 6, 9, 12]
+
+
+def test_a_failed_trial_is_recorded_and_the_search_goes_on(cache_dir, tmp_path):
+    cfg = hpo_config(cache_dir, "hpo.n_trials=3", "hpo/pruner=none", "hpo.space.model.d_model.choices=[32,33]",
+                     "hpo.space.optim.lr.high=1e5", "optim.warmup_steps=0")
+    enqueue(tmp_path, {"model.d_model": 33, "optim.lr": 1e-3},  # a bad combination: 33 is not divisible by 2 heads
+            {"model.d_model": 32, "optim.lr": 1e5},             # a loss that turns NaN
+            {"model.d_model": 32, "optim.lr": 1e-3})
+    bad_width, nan, fine = search(cfg, tmp_path).trials
+    assert [t.state for t in (bad_width, nan, fine)] == [TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE]
+    assert bad_width.user_attrs["fail_reason"].startswith("ConfigError: model.d_model=33 must be divisible")
+    assert nan.user_attrs["fail_reason"].startswith("TrainingError: step ")
+    assert "nan" in nan.user_attrs["fail_reason"]
+    report = make_report([tmp_path], tmp_path / "report")
+    assert "ConfigError: model.d_model=33" in report.read_text()
+
+
+def test_a_search_space_naming_no_training_option_stops_before_any_trial(cache_dir, tmp_path):
+    cfg = hpo_config(cache_dir, "+hpo.space.optim.lrr={low: 1.0, high: 2.0}")
+    with pytest.raises(ConfigError, match=r"^hpo.space.optim.lrr: optim.lrr is not an option"):
+        search(cfg, tmp_path)
+    assert not (tmp_path / "study.db").exists()
+
+
+def test_parallel_workers_share_one_study(cache_dir, tmp_path):
+    """hpo.workers=2 on submitit's local executor (SLURM's stand-in), journal storage: 3 trials in all."""
+    done = subprocess.run(hpo_command(tmp_path, cache_dir, "hpo.n_trials=3", "hpo.workers=2", "hpo.cluster=local",
+                                      "hpo.storage=journal", "hpo.executor.gpus_per_node=0",
+                                      "hpo.executor.cpus_per_task=1", "hpo.poll_s=1"),
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = load_study(storage_for("journal", tmp_path))
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    assert len(list((tmp_path / "workers").glob("*/*_log.out"))) == 2
+    assert sorted(t.user_attrs["run_dir"] for t in study.trials) == ["trial_0000", "trial_0001", "trial_0002"]
+
+
+def test_a_trial_left_running_is_marked_interrupted_and_counted(cache_dir, tmp_path):
+    """A trial a dead process left RUNNING takes one of the n_trials places, as a failure."""
+    study = optuna.create_study(study_name="search", storage=storage_for("sqlite", tmp_path), direction="minimize")
+    study.ask()  # asked, never told: what a killed search leaves behind
+    left, new = search(hpo_config(cache_dir, "hpo.n_trials=2"), tmp_path).trials
+    assert (left.state, left.user_attrs["fail_reason"]) == (TrialState.FAIL, INTERRUPTED)
+    assert new.state == TrialState.COMPLETE
