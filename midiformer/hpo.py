@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -224,6 +225,7 @@ def run_on_submitit(cfg: DictConfig, study_dir: Path) -> None:
         log_progress(study, cfg.hpo.n_trials)
     for job in jobs:
         job.result()  # a worker's error comes out here, with its log's path
+    log_progress(study, cfg.hpo.n_trials)
 
 
 def search(cfg: DictConfig, study_dir: str | Path) -> optuna.Study:
@@ -241,13 +243,13 @@ def search(cfg: DictConfig, study_dir: str | Path) -> optuna.Study:
         run_on_submitit(cfg, study_dir)
     else:
         run_worker(cfg, study_dir)
-    log_progress(study, cfg.hpo.n_trials)
     log.info("report: python -m midiformer.report %s", study_dir)
     return study
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="hpo")
 def main(cfg: DictConfig) -> None:
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # e.g. TPE's multivariate
     exit_on_user_error(search, cfg, HydraConfig.get().runtime.output_dir)
 
 

@@ -19,6 +19,7 @@ import logging
 import re
 import statistics
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,8 @@ def main(argv: list[str] | None = None) -> None:
 
     matplotlib.use("Agg")  # files only, no window
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its notes on categorical axes
+    warnings.filterwarnings("ignore", module="optuna")  # experimental-feature notices, singular slice limits
     try:
         report = make_report(args.paths, args.out, args.study)
     except (ConfigError, FileNotFoundError) as error:
