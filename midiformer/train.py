@@ -63,6 +63,13 @@ def pick_device(choice: str, env: distributed.DistEnv) -> torch.device:
     return torch.device("cpu")
 
 
+def dropout_seed(seed: int, step: int, micro_batch: int, rank: int) -> int:
+    """The torch seed of one forward pass: dropout masks differ between ranks (one shared stream would
+    give every rank the same masks) and depend on nothing but (seed, step, micro-batch, rank), so a
+    resumed run draws exactly the masks the uninterrupted one drew."""
+    return int(np.random.SeedSequence([seed, step, micro_batch, rank]).generate_state(1)[0])
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -139,6 +146,7 @@ class Trainer:
                                 batch_size=cfg.data.batch_size // accum, seq_len=cfg.data.seq_len,
                                 augment=self.augment, rank=self.env.rank, world_size=self.env.world_size)
             inputs, targets = (t.to(self.device) for t in split_inputs_targets(batch))
+            torch.manual_seed(dropout_seed(cfg.seed, self.step, micro, self.env.rank))
             sync = micro == accum - 1 or not self.env.enabled
             with self.precision.autocast(), (contextlib.nullcontext() if sync else self.train_model.no_sync()):
                 logits = self.train_model(inputs, targets)

@@ -1,9 +1,9 @@
 """Runs on several processes of this machine (gloo on CPU): torchrun, and submitit's local executor.
 
 On 2 CPU cores these runs are no faster than one process: the tests are of correctness only.
-Dropout is off (model.dropout=0) wherever runs of different world sizes are compared: each rank draws
-dropout masks for its own rows from the same seeded stream, so the masks of a global batch depend on
-the number of ranks, and so would the losses.
+Dropout is off (model.dropout=0) wherever runs of different world sizes are compared: each rank seeds
+its dropout from (seed, step, micro-batch, rank), so the masks of a global batch depend on the number
+of ranks, and so would the losses.
 """
 from __future__ import annotations
 

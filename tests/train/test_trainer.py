@@ -15,7 +15,7 @@ from midiformer import checkpoint
 from midiformer.config import validate_config
 from midiformer.metrics import read_metrics
 from midiformer.registry import ConfigError
-from midiformer.train import TrainingError, train
+from midiformer.train import TrainingError, dropout_seed, train
 from tests.conftest import REPO
 from tests.train.conftest import tiny_command
 
@@ -188,3 +188,9 @@ def test_bad_option_on_the_command_line_is_one_line(cache_dir, tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: model.d_model=33 must be divisible by model.n_head=2"]
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_dropout_masks_differ_between_ranks_and_repeat_on_resume():
+    assert dropout_seed(0, 5, 0, 0) != dropout_seed(0, 5, 0, 1)
+    assert dropout_seed(0, 5, 0, 0) != dropout_seed(0, 6, 0, 0) != dropout_seed(1, 5, 0, 0)
+    assert dropout_seed(0, 5, 0, 1) == dropout_seed(0, 5, 0, 1)
