@@ -82,18 +82,24 @@ def values(runs: dict[int, Run], key: str) -> list[float]:
     return [runs[seed].number(key) for seed in sorted(runs)]
 
 
-def claim_row(claim: Claim, results: dict[str, dict[int, Run]]) -> tuple[list[str], Comparison]:
+def spread(xs: list[float], digits: int) -> str:
+    return mean_std_text(statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else None, digits) if xs else "—"
+
+
+def claim_row(claim: Claim, results: dict[str, dict[int, Run]]) -> list[str]:
     reference, treatment = results[claim.reference.name], results[claim.treatment.name]
     comparison = Comparison(values(reference, "best_val_bits_per_event"), values(treatment, claim.treatment_metric))
+    cells = [claim.name, f"“{claim.statement}”"]
+    if None in comparison.reference + comparison.treatment:
+        return cells + [f"`{claim.reference.name}`", f"`{claim.treatment.name}`", "—",
+                        f"not measurable here: a run has no {claim.treatment_metric} (too few steps?)"]
     speed = statistics.fmean(values(treatment, "events_per_s")) / statistics.fmean(values(reference, "events_per_s"))
     device = next(iter(treatment.values())).summary.get("device", "cpu")
-    text = verdict(claim, comparison, speed if claim.kind == "same_loss_faster" else None, device)
-    spread = lambda xs: mean_std_text(statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else None, 3)  # noqa: E731
     stderr = f" ± {comparison.stderr:.3f}" if comparison.stderr is not None else ""
-    cells = [claim.name, f"“{claim.statement}”", f"`{claim.reference.name}` {spread(comparison.reference)}",
-             f"`{claim.treatment.name}` {spread(comparison.treatment)}",
-             f"{comparison.mean_diff:+.3f}{stderr} ({comparison.relative:+.1%})", text]
-    return cells, comparison
+    return cells + [f"`{claim.reference.name}` {spread(comparison.reference, 3)}",
+                    f"`{claim.treatment.name}` {spread(comparison.treatment, 3)}",
+                    f"{comparison.mean_diff:+.3f}{stderr} ({comparison.relative:+.1%})",
+                    verdict(claim, comparison, speed if claim.kind == "same_loss_faster" else None, device)]
 
 
 def arm_rows(results: dict[str, dict[int, Run]], arms: dict[str, Arm]) -> list[str]:
@@ -102,18 +108,14 @@ def arm_rows(results: dict[str, dict[int, Run]], arms: dict[str, Arm]) -> list[s
     lines = ["| arm | overrides | seeds | best val bits/event | best SWA val | final train loss | steps | events/s "
              "| wall time (s) |", "|---|---|---|" + "---:|" * len(keys)]
     for name, runs in results.items():
-        cells = []
-        for key, digits in keys:
-            xs = [x for x in values(runs, key) if x is not None]
-            cells.append(mean_std_text(statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else None, digits)
-                         if xs else "—")
+        cells = [spread([x for x in values(runs, key) if x is not None], digits) for key, digits in keys]
         lines.append(f"| {name} | `{' '.join(arms[name].overrides)}` | {', '.join(map(str, sorted(runs)))} | "
                      + " | ".join(cells) + " |")
     return lines
 
 
 def write_results(args, results, arms, minutes: float, report: Path) -> None:
-    rows = [claim_row(claim, results)[0] for claim in args.claims]
+    rows = [claim_row(claim, results) for claim in args.claims]
     machine = provenance.machine()
     command = "python experiments/paper_table/run.py " + shlex.join(sys.argv[1:])
     lines = [
