@@ -27,11 +27,13 @@ from midiformer.registry import ConfigError
 from midiformer.train import exit_on_user_error, pick_device
 
 CHECKS = [
+    ("checkpoint", lambda v: isinstance(v, str) and v != "", "a checkpoint file: checkpoint=PATH"),
     ("n_events", positive_int, "a positive integer"),
     ("num_samples", positive_int, "a positive integer"),
     ("seed", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
     ("seconds", lambda v: v is None or positive(v), "null or a number > 0"),
     ("slide", lambda v: v is None or positive_int(v), "null or a positive integer"),
+    ("num_threads", lambda v: v is None or positive_int(v), "null or a positive integer"),
     ("primer.start_seconds", nonnegative, "a number >= 0"),
     ("primer.seconds", lambda v: v is None or positive(v), "null or a number > 0"),
     ("primer.events", lambda v: v is None or positive_int(v), "null or a positive integer"),
@@ -66,6 +68,8 @@ def primer_rows(cfg: DictConfig, ticks_per_beat: int) -> np.ndarray:
 def generate(cfg: DictConfig, out_dir: str | Path) -> list[Path]:
     """Sample and write every output file; returns the .mid paths."""
     check_options(cfg)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
     device = pick_device(cfg.device, distributed.DistEnv())
     model, run_cfg = model_from_checkpoint(cfg.checkpoint, device, averaged=cfg.averaged)
     ticks_per_beat = int(run_cfg.data.ticks_per_beat)
@@ -76,7 +80,8 @@ def generate(cfg: DictConfig, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     synth = audio.synthesizer(cfg.soundfont)
-    written = [write_sample(out_dir / f"sample_{i:02d}", start, s, cfg, ticks_per_beat, synth) for i, s in enumerate(samples)]
+    written = [write_sample(out_dir / f"sample_{i:02d}", start, sample, cfg, ticks_per_beat, synth)
+               for i, sample in enumerate(samples)]
     if synth is None:
         print(audio.HOW_TO_GET_AUDIO)
     print(f"{len(written)} sample(s) written to {out_dir.resolve()}")

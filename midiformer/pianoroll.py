@@ -19,6 +19,9 @@ PRIMER_SHADE = "#e4e4e4"
 WHISTLE_COLOUR = "#e8112d"
 DRUM_COLOUR = "#303030"
 _INSTRUMENT_COLOURS = colormaps["tab20"]
+# The 16 General MIDI families of 8 programs each, to name a program in the legend.
+GM_FAMILIES = ("piano", "chromatic perc.", "organ", "guitar", "bass", "strings", "ensemble", "brass", "reed",
+               "pipe", "synth lead", "synth pad", "synth effects", "ethnic", "percussive", "sound effects")
 
 
 def instrument_colour(program: int, channel: int):
@@ -44,7 +47,7 @@ def draw_pianoroll(midi_path: str | Path, handover_tick: int, whistle_channel: i
     is_whistle = channel == whistle_channel
     is_drum = channel == events.DRUM_CHANNEL
     legend = [Patch(color=PRIMER_SHADE, label="primer")] if handover > 0 else []
-    groups = [(f"program {p}", ~is_whistle & ~is_drum & (program == p), instrument_colour(p, 0))
+    groups = [(f"{p} {GM_FAMILIES[p // 8]}", ~is_whistle & ~is_drum & (program == p), instrument_colour(p, 0))
               for p in np.unique(program[~is_whistle & ~is_drum])]
     groups += [("drums", is_drum & ~is_whistle, DRUM_COLOUR), ("whistle (hand-over)", is_whistle, WHISTLE_COLOUR)]
     for label, group, colour in groups:
@@ -61,8 +64,9 @@ def draw_pianoroll(midi_path: str | Path, handover_tick: int, whistle_channel: i
     if handover > 0:
         ax.text(handover / 2, high - 0.5, "primer", ha="center", va="top", fontsize=9)
     ax.text((handover + end) / 2, high - 0.5, "continuation", ha="center", va="top", fontsize=9)
-    ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    fig.subplots_adjust(left=0.06, right=0.85, bottom=0.11, top=0.9)
+    columns = 1 + len(legend) // 22  # a legend taller than the axes goes on in a second column
+    ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, ncols=columns)
+    fig.subplots_adjust(left=0.06, right=0.98 - 0.13 * columns, bottom=0.11, top=0.9)
     return fig
 
 

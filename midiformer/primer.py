@@ -113,13 +113,16 @@ def free_channel(*parts: np.ndarray) -> int | None:
     return choice
 
 
-def whistle_at_handover(primer: np.ndarray, song: np.ndarray, pitch: int, seconds: float, ticks_per_beat: int) -> Whistle | None:
+def whistle_at_handover(primer: np.ndarray, song: np.ndarray, pitch: int, seconds: float,
+                        ticks_per_beat: int) -> Whistle | None:
     """The whistle for a song (primer rows first): at the primer's last tick, `seconds` long at the tempo there."""
     channel = free_channel(primer, song)
     if channel is None:
         return None
     tempo_rows = primer[primer[:, _TYPE] == events.TEMPO]
-    bpm = float(events.bin_to_bpm((tempo_rows[-1, _NOTE] << 7) | tempo_rows[-1, _VELOCITY])) if len(tempo_rows) else 120.0
+    bpm = 120.0  # MIDI's default, until a tempo row
+    if len(tempo_rows):
+        bpm = float(events.bin_to_bpm((tempo_rows[-1, _NOTE] << 7) | tempo_rows[-1, _VELOCITY]))
     ticks = max(round(seconds * bpm / 60.0 * ticks_per_beat), 1)
     return Whistle(channel, int(events.grid_ticks(primer)[-1]), ticks, pitch)
 
@@ -128,7 +131,8 @@ def with_whistle(song: np.ndarray, whistle: Whistle) -> np.ndarray:
     """A copy of the song's rows with the whistle in (program, note-on, note-off), gaps recomputed."""
     rows = np.zeros((3, len(events.FIELDS)), np.int64)
     rows[:, _TYPE] = events.PROGRAM, events.NOTE_ON, events.NOTE_OFF
-    rows[:, _CHANNEL], rows[:2, _INSTRUMENT], rows[:, _NOTE], rows[1, _VELOCITY] = whistle.channel, WHISTLE_PROGRAM, whistle.pitch, 100
+    rows[:, _CHANNEL], rows[:, _NOTE] = whistle.channel, whistle.pitch
+    rows[:2, _INSTRUMENT], rows[1, _VELOCITY] = WHISTLE_PROGRAM, 100
     body, end_tick = song[:-1], int(events.grid_ticks(song)[-1])  # the song's last row is END
     ticks = np.concatenate([events.grid_ticks(body), [whistle.tick, whistle.tick, whistle.tick + whistle.ticks]])
     order = np.argsort(ticks, kind="stable")  # the whistle comes after the primer rows of its tick

@@ -74,7 +74,8 @@ def field_settings(temperature: Any, top_k: Any, top_p: Any) -> list[FieldSampli
             raise ConfigError(f"{sorted(unknown)[0]!r} is not a field; the fields are: {', '.join(events.FIELDS)}")
         return option.get(name, default)
 
-    fields = [FieldSampling(value(temperature, n, 1.0), value(top_k, n, 0), value(top_p, n, 1.0)) for n in events.FIELDS]
+    fields = [FieldSampling(value(temperature, name, 1.0), value(top_k, name, 0), value(top_p, name, 1.0))
+              for name in events.FIELDS]
     for name, f in zip(events.FIELDS, fields):
         if not isinstance(f.temperature, (int, float)) or f.temperature <= 0:
             raise ConfigError(f"temperature.{name}={f.temperature!r} must be a number > 0")
@@ -106,12 +107,15 @@ def sample_event(model, h: torch.Tensor, state: SongState, settings: Settings,
     batch, n_fields = h.shape[0], len(events.FIELDS)
     chosen = torch.zeros(batch, n_fields, dtype=torch.long, device=h.device)
     logprobs = torch.zeros(batch, n_fields, dtype=torch.float32, device=h.device)
+    applies_to = _APPLIES.to(h.device)
     for k in range(n_fields):
+        applies = applies_to[chosen[:, TYPE], k]  # field 0 (type) always: chosen[:, TYPE] is 0 = START here
+        if not applies.any():  # e.g. the velocity of note_offs only: every sample gets 0, no draw is made
+            continue
         logits = model.field_logits(h, k, chosen[:, :k]).float()
         allowed = state.allowed(k, chosen[:, :k])
         probs = shaped_logits(logits, allowed, settings.fields[k]).softmax(-1)
-        value = torch.multinomial(probs, 1, generator=generator)[:, 0]  # same draws whatever the values
-        applies = _APPLIES.to(h.device)[chosen[:, TYPE], k] if k else torch.ones_like(value, dtype=torch.bool)
+        value = torch.multinomial(probs, 1, generator=generator)[:, 0]  # the same draws for the same values
         chosen[:, k] = torch.where(applies, value, 0)
         logprobs[:, k] = torch.where(applies, logits.log_softmax(-1).gather(1, value[:, None])[:, 0], 0.0)
     return chosen, logprobs

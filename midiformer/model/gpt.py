@@ -4,9 +4,10 @@
         ─▶ n_layer × Block(attention, MLP) ─▶ final norm ─▶ heads ─▶ {field: logits (B, T, V_f)}
 
 Logits at position t predict the fields of event t+1. Positions are learned (added to the input) or
-rotary (applied to queries and keys inside attention). For generation, `hidden(new_rows, kv_cache)`
-runs only the new rows and attends to the keys and values cached for the earlier ones. Norms, inits and heads come from their
+rotary (applied to queries and keys inside attention). Norms, inits and heads come from their
 registries (norms.py, init.py, heads.py); `model_cfg` is the `cfg.model` node of conf/model/*.yaml.
+For generation, `hidden(new_rows, kv_cache)` runs only the new rows and attends to the keys and
+values cached for the earlier ones (sampling.py).
 """
 from __future__ import annotations
 
@@ -101,7 +102,8 @@ class CausalSelfAttention(nn.Module):
         if rope is not None:  # the one place where rotary positions enter
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+            dropout = self.dropout if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
         else:
             k, v = cache.append(k, v)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask_after(q.shape[2], k.shape[2], q.device))

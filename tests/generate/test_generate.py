@@ -16,7 +16,8 @@ from matplotlib.colors import to_rgb
 from matplotlib.image import imread
 
 from midiformer import events, midi, pianoroll, primer
-from midiformer.generate import argv_with_primer_file, generate
+from midiformer.generate import argv_with_primer_file, generate, settings_from
+from midiformer.registry import ConfigError
 from midiformer.train import exit_on_user_error
 from tests.conftest import REPO
 from tests.generate.conftest import generate_cfg
@@ -47,7 +48,7 @@ def notes_of(path: Path) -> list[tuple[int, int, int, int, int, int]]:
 def generated(trained_checkpoint, primer_song, tmp_path_factory):
     out = tmp_path_factory.mktemp("generated")
     cfg = generate_cfg(trained_checkpoint, out, f"primer.file={primer_song}", f"primer.seconds={PRIMER_SECONDS}",
-                       "n_events=150", "num_samples=2", "seed=1")
+                       "n_events=150", "num_samples=2", "seed=1", "allow_end=false")
     paths = generate(cfg, out)
     return out, paths
 
@@ -75,8 +76,7 @@ def test_the_primer_plays_as_in_the_song_then_the_whistle_then_the_continuation(
         # velocity and instrument; the ones still sounding at the hand-over may end differently.
         assert Counter((n[0], *n[2:]) for n in model_notes if n[0] < handover) == \
             Counter((n[0], *n[2:]) for n in song_notes if n[0] < handover)
-        assert all(n[1] == s[1] for n, s in zip([n for n in model_notes if n[1] < handover],
-                                                 [s for s in song_notes if s[1] < handover]))
+        assert [n for n in model_notes if n[1] < handover] == [n for n in song_notes if n[1] < handover]
         # The whistle: one note of GM Whistle at the hand-over, on a channel the primer does not use.
         whistle_notes = [n for n in notes if n[2] == whistle["channel"] and n[0] <= handover + whistle["ticks"]]
         assert whistle_notes[0] == (handover, handover + whistle["ticks"], whistle["channel"], 84, 100, primer.WHISTLE_PROGRAM)
@@ -162,6 +162,7 @@ BAD_INPUTS = {
     "missing primer": (["primer.file=/no/such/song.mid"], "no such file"),
     "primer that is not MIDI": (["primer.file={not_midi}"], "not a MIDI file"),
     "not a checkpoint": (["checkpoint={not_midi}"], "not a midiformer checkpoint"),
+    "missing checkpoint": (["checkpoint=/no/such/best.pt"], "no such checkpoint file"),
     "primer longer than the context": (["primer.file={song}", "primer.seconds=60"], "more than the context"),
     "unknown instrument": (["instruments=[0,banjo]"], "'banjo' is unknown"),
     "bad option": (["n_events=0"], "n_events=0 must be"),
@@ -197,3 +198,14 @@ def test_the_command_line(trained_checkpoint, primer_song, tmp_path):
 def test_primer_equals_file_is_short_for_primer_file():
     assert argv_with_primer_file(["x", "primer=a.mid", "primer.seconds=3", "n_events=4"]) == \
         ["x", "primer.file=a.mid", "primer.seconds=3", "n_events=4"]
+
+
+def test_sampling_options_are_a_number_or_one_per_field(tmp_path):
+    cfg = generate_cfg(Path("any.pt"), tmp_path, "temperature={note:0.9,velocity:0.5}", "top_k=5")
+    fields = dict(zip(events.FIELDS, settings_from(cfg, 96).fields))
+    assert (fields["note"].temperature, fields["velocity"].temperature, fields["type"].temperature) == (0.9, 0.5, 1.0)
+    assert {f.top_k for f in fields.values()} == {5}
+    for bad, message in (("temperature={pitch:0.9}", "'pitch' is not a field"), ("top_p=0", "top_p.type=0"),
+                         ("temperature=0", "temperature.type=0")):
+        with pytest.raises(ConfigError, match=message):
+            settings_from(generate_cfg(Path("any.pt"), tmp_path, bad), 96)
