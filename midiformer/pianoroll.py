@@ -24,9 +24,10 @@ GM_FAMILIES = ("piano", "chromatic perc.", "organ", "guitar", "bass", "strings",
                "pipe", "synth lead", "synth pad", "synth effects", "ethnic", "percussive", "sound effects")
 
 
-def instrument_colour(program: int, channel: int):
-    """One colour per General MIDI program (tab20, cycled), dark grey for the drum channel."""
-    return DRUM_COLOUR if channel == events.DRUM_CHANNEL else _INSTRUMENT_COLOURS(program % 20)
+def instrument_colours(programs) -> dict[int, tuple]:
+    """A colour per melodic program of a song: tab20's ten dark shades first, then the light ones, so
+    that up to ten instruments get clearly different hues (the drums are dark grey, the whistle red)."""
+    return {int(p): _INSTRUMENT_COLOURS((2 * i) % 20 + (i // 10) % 2) for i, p in enumerate(sorted(set(programs)))}
 
 
 def draw_pianoroll(midi_path: str | Path, handover_tick: int, whistle_channel: int | None = None,
@@ -47,8 +48,9 @@ def draw_pianoroll(midi_path: str | Path, handover_tick: int, whistle_channel: i
     is_whistle = channel == whistle_channel
     is_drum = channel == events.DRUM_CHANNEL
     legend = [Patch(color=PRIMER_SHADE, label="primer")] if handover > 0 else []
-    groups = [(f"{p} {GM_FAMILIES[p // 8]}", ~is_whistle & ~is_drum & (program == p), instrument_colour(p, 0))
-              for p in np.unique(program[~is_whistle & ~is_drum])]
+    colours = instrument_colours(program[~is_whistle & ~is_drum].tolist())
+    groups = [(f"{p} {GM_FAMILIES[p // 8]}", ~is_whistle & ~is_drum & (program == p), colour)
+              for p, colour in colours.items()]
     groups += [("drums", is_drum & ~is_whistle, DRUM_COLOUR), ("whistle (hand-over)", is_whistle, WHISTLE_COLOUR)]
     for label, group, colour in groups:
         if not group.any():

@@ -119,8 +119,9 @@ def test_the_piano_roll_is_a_picture_of_the_notes(generated):
     notes = notes_of(out / "sample_00.mid")
     primer_notes = [n for n in notes if n[1] <= handover and n[1] - n[0] >= 24 and n[2] != whistle_channel]
     assert len(primer_notes) >= 3
+    colours = pianoroll.instrument_colours(n[5] for n in notes if n[2] not in (whistle_channel, events.DRUM_CHANNEL))
     for onset, offset, channel, pitch, _velocity, program in primer_notes:
-        colour = np.array(to_rgb(pianoroll.instrument_colour(program, channel)))
+        colour = np.array(to_rgb(pianoroll.DRUM_COLOUR if channel == events.DRUM_CHANNEL else colours[program]))
         assert np.abs(pixel((onset + offset) / 2 / 96, pitch) - colour).max() < 0.05, (onset, pitch)
     whistle = [n for n in notes if n[2] == whistle_channel][0]
     assert np.abs(pixel((whistle[0] + whistle[1]) / 2 / 96, whistle[3]) - to_rgb(pianoroll.WHISTLE_COLOUR)).max() < 0.05
