@@ -35,7 +35,8 @@ def notes_of(path: Path) -> list[tuple[int, int, int, int, int, int]]:
         if message.type == "program_change":
             program[message.channel] = message.program
         elif message.type == "note_on" and message.velocity > 0:
-            sounding.setdefault((message.channel, message.note), []).append((tick, message.velocity, program[message.channel]))
+            note = (tick, message.velocity, program[message.channel])
+            sounding.setdefault((message.channel, message.note), []).append(note)
         elif message.type in ("note_on", "note_off"):
             assert sounding.get((message.channel, message.note)), f"{path.name}: note-off of a silent note at {tick}"
             onset, velocity, prog = sounding[(message.channel, message.note)].pop(0)

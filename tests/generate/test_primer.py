@@ -23,7 +23,8 @@ def note_ons(rows: np.ndarray) -> list[tuple[int, int, int, int, int]]:
     """(tick relative to the first note, channel, pitch, velocity, program) of every note_on."""
     ticks = events.grid_ticks(rows)
     on = rows[:, TYPE] == events.NOTE_ON
-    return [(int(t - ticks[on][0]), *map(int, r[[CHANNEL, NOTE, VELOCITY, INSTRUMENT]])) for t, r in zip(ticks[on], rows[on])]
+    return [(int(t - ticks[on][0]), *map(int, r[[CHANNEL, NOTE, VELOCITY, INSTRUMENT]]))
+            for t, r in zip(ticks[on], rows[on])]
 
 
 def test_a_cut_from_the_start_is_the_first_rows_of_the_song():
@@ -47,12 +48,13 @@ def test_a_mid_song_cut_plays_with_the_tempo_and_programs_in_force(name, start):
 
     tempo_rows = rows[rows[:, TYPE] == events.TEMPO]
     expected_tempo = song[before & (song[:, TYPE] == events.TEMPO)][-1]
-    assert len(tempo_rows) >= 1 and tempo_rows[0, NOTE] == expected_tempo[NOTE] and tempo_rows[0, VELOCITY] == expected_tempo[VELOCITY]
+    assert len(tempo_rows) >= 1 and tuple(tempo_rows[0, [NOTE, VELOCITY]]) == tuple(expected_tempo[[NOTE, VELOCITY]])
     programs_then = {int(r[CHANNEL]): int(r[INSTRUMENT]) for r in song[before & (song[:, TYPE] == events.PROGRAM)]}
     first_note = np.argmax(rows[:, TYPE] == events.NOTE_ON)
     assert {int(r[CHANNEL]): int(r[INSTRUMENT]) for r in rows[:first_note] if r[TYPE] == events.PROGRAM} == programs_then
     assert note_ons(rows) == note_ons(song[inside])
-    primer_onsets, song_onsets = row_seconds(rows)[rows[:, TYPE] == events.NOTE_ON], when[inside & (song[:, TYPE] == events.NOTE_ON)]
+    primer_onsets = row_seconds(rows)[rows[:, TYPE] == events.NOTE_ON]
+    song_onsets = when[inside & (song[:, TYPE] == events.NOTE_ON)]
     np.testing.assert_allclose(primer_onsets - primer_onsets[0], song_onsets - song_onsets[0], atol=1e-9)  # same speed
     # No note-off of a note the primer did not start: the codec's decoder would drop it, the sampler would not.
     sounding = np.zeros((16, 128), int)

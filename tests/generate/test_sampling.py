@@ -126,12 +126,15 @@ def test_the_same_seed_gives_the_same_samples_and_another_seed_others():
 def test_top_k_top_p_and_temperature_shape_one_field():
     logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0]])
     everything = torch.ones_like(logits, dtype=torch.bool)
-    kept = lambda **how: torch.isfinite(sampling.shaped_logits(logits, everything, sampling.FieldSampling(**how)))  # noqa: E731
+    def kept(**how) -> torch.Tensor:
+        return torch.isfinite(sampling.shaped_logits(logits, everything, sampling.FieldSampling(**how)))
+
     assert kept(top_k=2).tolist() == [[True, True, False, False, False]]
     probs = logits.softmax(-1)[0]  # 0.61, 0.22, 0.14, 0.08, 0.03
     assert kept(top_p=float(probs[0]) - 0.01).tolist() == [[True, False, False, False, False]]
     assert kept(top_p=float(probs[0] + probs[1]) + 0.01).tolist() == [[True, True, True, False, False]]
-    masked = sampling.shaped_logits(logits, torch.tensor([[False, True, True, True, True]]), sampling.FieldSampling(top_k=1))
+    not_first = torch.tensor([[False, True, True, True, True]])
+    masked = sampling.shaped_logits(logits, not_first, sampling.FieldSampling(top_k=1))
     assert torch.isfinite(masked).tolist() == [[False, True, False, False, False]]  # top-k among allowed values
     hot = sampling.shaped_logits(logits, everything, sampling.FieldSampling(temperature=2.0))
     torch.testing.assert_close(hot, logits / 2)
