@@ -161,11 +161,12 @@ def notes_to_events(notes: np.ndarray, programs: np.ndarray, messages: midi.Midi
                         priority, grid_tick))
     rows, grid_tick = rows[order], grid_tick[order]
     end = max(int(to_grid(np.array([messages.end_tick]))[0]), int(grid_tick[-1]) if len(grid_tick) else 0)
-    return _with_time_field(rows, grid_tick, end)
+    return frame_rows(rows, grid_tick, end)
 
 
-def _with_time_field(rows: np.ndarray, grid_tick: np.ndarray, end_tick: int) -> np.ndarray:
-    """Frame rows with start/end rows, fill `time` with gaps, split long gaps into time_shift rows."""
+def frame_rows(rows: np.ndarray, grid_tick: np.ndarray, end_tick: int) -> np.ndarray:
+    """Rows at absolute grid ticks -> a song: START and END rows around them (END at end_tick), `time`
+    holding the gaps, long gaps split into time_shift rows."""
     start, end = np.zeros((1, len(FIELDS)), np.int64), np.zeros((1, len(FIELDS)), np.int64)
     start[0, 0], end[0, 0] = START, END
     rows = np.concatenate([start, rows, end])

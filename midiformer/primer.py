@@ -53,7 +53,7 @@ def load_primer(path: str | Path, ticks_per_beat: int, seconds: float | None = N
     state = state_at(song, first)
     # The cut starts at its first event; the codec's own framing restores the gaps (and splits long ones).
     ticks = np.concatenate([np.zeros(len(state), np.int64), ticks[keep] - ticks[keep][0]])
-    framed = events._with_time_field(np.concatenate([state, body[keep]]), ticks, int(ticks[-1]))
+    framed = events.frame_rows(np.concatenate([state, body[keep]]), ticks, int(ticks[-1]))
     return framed[:-1].astype(np.int64)  # without the END row: the model goes on from there
 
 
