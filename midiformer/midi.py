@@ -16,6 +16,7 @@ import numpy as np
 
 NOTE_OFF, NOTE_ON, PROGRAM_CHANGE, TEMPO = 0x80, 0x90, 0xC0, 0xFF  # values of MidiMessages.kind
 _DATA_BYTES = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}
+_SYSTEM_DATA_BYTES = {0xF1: 1, 0xF2: 2, 0xF3: 1}  # the others (F4-F6, F8-FE) carry no data
 
 
 class MidiError(ValueError):
@@ -128,8 +129,8 @@ def _parse_track(data: bytes, i: int, end: int) -> tuple[list, ...]:
         elif byte in (0xF0, 0xF7):  # sysex: length, payload
             length, i = _read_varlen(data, i)
             i += length
-        else:
-            raise MidiError(f"status byte {byte:#04x} is not allowed in a file")
+        else:  # system common / real-time bytes do not belong in a file, but some writers leave them in
+            i += _SYSTEM_DATA_BYTES.get(byte, 0)
     if i > end:
         raise MidiError("an event runs past the end of its track")
     return ticks, kinds, channels, data1, data2, tick

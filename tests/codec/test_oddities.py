@@ -177,3 +177,12 @@ def test_reader_agrees_with_mido_on_message_counts():
         assert int((messages.kind == midi.NOTE_ON).sum()) == note_ons
         assert int((messages.kind == midi.TEMPO).sum()) == sum(m.type == "set_tempo" for m in raw)
         assert int((messages.kind == midi.PROGRAM_CHANGE).sum()) == sum(m.type == "program_change" for m in raw)
+
+
+def test_stray_system_messages_in_a_track_are_skipped(tmp_path):
+    # A song-position pointer (F2 + 2 bytes) and a timing clock (F8) between two notes: not file
+    # events, but some writers leave them in; the notes around them must survive.
+    body = bytes([0x00, 0x90, 60, 100, 0x10, 0x80, 60, 0, 0x00, 0xF2, 0x01, 0x02, 0x00, 0xF8,
+                  0x00, 0x90, 62, 90, 0x10, 0x80, 62, 0]) + b"\x00\xff\x2f\x00"
+    rows = events.encode(raw_file(tmp_path / "stray.mid", 96, body))
+    assert column(rows, "note", events.NOTE_ON).tolist() == [60, 62]
