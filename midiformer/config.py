@@ -62,15 +62,20 @@ CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
 ]
 
 
-def validate_config(cfg: DictConfig) -> None:
-    """Everything train.py reads, checked up front. Raises ConfigError."""
-    for key, is_valid, allowed in CHECKS:
+def check_values(cfg: DictConfig, checks: list[tuple[str, Callable[[Any], bool], str]]) -> None:
+    """Each (key, is_valid, what is allowed) of `checks` against cfg; the first failure is a ConfigError."""
+    for key, is_valid, allowed in checks:
         try:
             value = OmegaConf.select(cfg, key, throw_on_missing=True)
         except Exception as error:  # a missing mandatory value (???) or a broken interpolation
             raise ConfigError(f"{key}: {str(error).splitlines()[0]}") from None
         if not is_valid(value):
             raise ConfigError(f"{key}={value!r} must be {allowed}")
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Everything train.py reads, checked up front. Raises ConfigError."""
+    check_values(cfg, CHECKS)
     validate_model_config(cfg.model)
     if cfg.data.seq_len > cfg.model.max_seq_len:
         raise ConfigError(f"data.seq_len={cfg.data.seq_len} must be <= model.max_seq_len={cfg.model.max_seq_len}")

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from midiformer import audio, distributed, events, primer, sampling
 from midiformer.checkpoint import model_from_checkpoint
-from midiformer.config import nonnegative, positive, positive_int
+from midiformer.config import check_values, nonnegative, positive, positive_int
 from midiformer.pianoroll import save_pianoroll
 from midiformer.registry import ConfigError
 from midiformer.train import exit_on_user_error, pick_device
@@ -42,13 +42,6 @@ CHECKS = [
 ]
 
 
-def check_options(cfg: DictConfig) -> None:
-    for key, is_valid, allowed in CHECKS:
-        value = OmegaConf.select(cfg, key)
-        if not is_valid(value):
-            raise ConfigError(f"{key}={value!r} must be {allowed}")
-
-
 def settings_from(cfg: DictConfig, ticks_per_beat: int) -> sampling.Settings:
     instruments = OmegaConf.to_container(cfg.instruments) if cfg.instruments is not None else None
     fields = sampling.field_settings(*(OmegaConf.to_container(v) if isinstance(v, DictConfig) else v
@@ -67,7 +60,7 @@ def primer_rows(cfg: DictConfig, ticks_per_beat: int) -> np.ndarray:
 
 def generate(cfg: DictConfig, out_dir: str | Path) -> list[Path]:
     """Sample and write every output file; returns the .mid paths."""
-    check_options(cfg)
+    check_values(cfg, CHECKS)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = pick_device(cfg.device, distributed.DistEnv())
