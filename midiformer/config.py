@@ -6,6 +6,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 
 from midiformer.data.augment import AUGMENTS
+from midiformer.distributed import check_batch_split
 from midiformer.model import validate_model_config
 from midiformer.precision import PRECISIONS
 from midiformer.registry import ConfigError
@@ -79,9 +80,6 @@ def validate_config(cfg: DictConfig) -> None:
     validate_model_config(cfg.model)
     if cfg.data.seq_len > cfg.model.max_seq_len:
         raise ConfigError(f"data.seq_len={cfg.data.seq_len} must be <= model.max_seq_len={cfg.model.max_seq_len}")
-    micro_batch, remainder = divmod(cfg.data.batch_size, cfg.optim.grad_accum_steps)
-    if remainder:
-        raise ConfigError(f"data.batch_size={cfg.data.batch_size} must be a multiple of "
-                          f"optim.grad_accum_steps={cfg.optim.grad_accum_steps}")
+    check_batch_split(cfg, world_size=1)  # train() checks again once it knows the world size
     for registry, node in ((PRECISIONS, cfg.trainer.precision), (SWAS, cfg.optim.swa), (AUGMENTS, cfg.data.augment)):
         registry.get(node.name)

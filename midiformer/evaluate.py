@@ -10,15 +10,13 @@ import logging
 from pathlib import Path
 
 import hydra
-import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from midiformer import events
 from midiformer.checkpoint import model_from_checkpoint
 from midiformer.data.dataset import eval_batches
 from midiformer.data.store import Store, prepare_store
-from midiformer.metrics import bits_report, evaluate_model, unigram_nats
+from midiformer.metrics import bits_report, evaluate_model, unigram_report
 from midiformer.precision import PRECISIONS
 from midiformer.registry import ConfigError
 from midiformer.train import exit_on_user_error, pick_device
@@ -42,13 +40,11 @@ def evaluate(cfg: DictConfig) -> dict:
     batches = eval_batches(split_events, cfg.batch_size, seq_len)
     nats, n_events, n_notes = evaluate_model(model, batches, device=device, precision=precision)
     seconds = store.manifest["splits"][cfg.split]["seconds"]
-    targets = np.asarray(split_events[1:])
-    baseline = unigram_nats(np.asarray(store.events("train")), targets)
     report = {
         "checkpoint": str(Path(cfg.checkpoint).resolve()), "split": cfg.split, "store": str(store.path),
         "events": n_events, "notes": n_notes, "seconds": seconds, "averaged": bool(cfg.averaged),
         "model": bits_report(nats, n_events, n_notes, seconds),
-        "unigram": bits_report(baseline, len(targets), events.count_notes(targets), seconds),
+        "unigram": unigram_report(store.events("train"), split_events, seconds),
     }
     output = Path(cfg.output) if cfg.output else Path(cfg.checkpoint).resolve().parents[1] / f"eval_{cfg.split}.json"
     output.write_text(json.dumps(report, indent=2) + "\n")

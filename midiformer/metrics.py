@@ -46,6 +46,15 @@ def unigram_nats(train_events: np.ndarray, eval_targets: np.ndarray) -> dict[str
     return nats
 
 
+def unigram_report(train_events: np.ndarray, split_events: np.ndarray, seconds: float | None,
+                   prefix: str = "") -> dict[str, float]:
+    """bits_report of the unigram baseline on a split: every row but the first is a target, as in
+    evaluation (the dataset's eval_batches)."""
+    targets = np.asarray(split_events[1:])
+    nats = unigram_nats(np.asarray(train_events), targets)
+    return bits_report(nats, len(targets), events.count_notes(targets), seconds, prefix=prefix)
+
+
 @torch.no_grad()
 def evaluate_model(model: torch.nn.Module, batches: Iterable[torch.Tensor], *, device: torch.device,
                    precision, all_reduce=lambda tensor: tensor) -> tuple[dict[str, float], int, int]:

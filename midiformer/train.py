@@ -33,7 +33,7 @@ from midiformer.config import validate_config
 from midiformer.data.augment import AUGMENTS
 from midiformer.data.dataset import eval_batches, split_inputs_targets, train_batch
 from midiformer.data.store import Store, prepare_store
-from midiformer.metrics import MetricSinks, bits_report, evaluate_model, unigram_nats
+from midiformer.metrics import MetricSinks, bits_report, evaluate_model, unigram_report
 from midiformer.model import MidiGPT, loss_from, masked_field_losses
 from midiformer.optim import build_optimizer, build_scheduler
 from midiformer.preemption import StopSignals
@@ -278,10 +278,8 @@ class Trainer:
         return self.best_val
 
     def unigram_baseline(self) -> dict[str, float]:
-        targets = np.asarray(self.val_events[1:])
-        nats = unigram_nats(np.asarray(self.train_events), targets)
-        seconds = self.store.manifest["splits"]["val"]["seconds"]
-        return bits_report(nats, len(targets), events.count_notes(targets), seconds, prefix="unigram/val/")
+        return unigram_report(self.train_events, self.val_events, self.store.manifest["splits"]["val"]["seconds"],
+                              prefix="unigram/val/")
 
     def write_summary(self, status: str, last_val: dict, baseline: dict, events_per_step: int) -> None:
         metrics = [json.loads(line) for line in (self.run_dir / "metrics.jsonl").read_text().splitlines()]
