@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 
-from midiformer import primer
+from midiformer.generate import primer
+from midiformer.generate.sampling import Settings, sample
 from midiformer.model import MidiGPT
-from midiformer.sampling import Settings, sample
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 

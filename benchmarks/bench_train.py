@@ -21,8 +21,13 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
-from midiformer import events
-from midiformer.model import MidiGPT, configure_optimizer_groups, loss_from, masked_field_losses
+from midiformer.codec import events
+from midiformer.model import (
+    MidiGPT,
+    configure_optimizer_groups,
+    loss_from,
+    masked_field_losses,
+)
 from midiformer.model.gpt import Block
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"

@@ -13,20 +13,18 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from midiformer.checkpoint import model_from_checkpoint
+from midiformer.common import CONF_DIR, ConfigError, exit_on_user_error, pick_device
 from midiformer.data.dataset import eval_batches
 from midiformer.data.store import Store, prepare_store
-from midiformer.metrics import bits_report, evaluate_model, unigram_report
-from midiformer.precision import PRECISIONS
-from midiformer.registry import ConfigError
-from midiformer.train import exit_on_user_error, pick_device
-from midiformer import distributed
+from midiformer.train.checkpoint import model_from_checkpoint
+from midiformer.train.metrics import bits_report, evaluate_model, unigram_report
+from midiformer.train.precision import PRECISIONS
 
 log = logging.getLogger("midiformer.evaluate")
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    device = pick_device(cfg.device, distributed.DistEnv())
+    device = pick_device(cfg.device)
     model, run_cfg = model_from_checkpoint(cfg.checkpoint, device, averaged=cfg.averaged)
     data_cfg = cfg.data if cfg.get("data") is not None else run_cfg.data
     store = Store(prepare_store(data_cfg))
@@ -63,7 +61,7 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     torch.set_grad_enabled(False)
     exit_on_user_error(evaluate, cfg)

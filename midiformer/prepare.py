@@ -10,13 +10,13 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from midiformer.common import CONF_DIR, ConfigError
 from midiformer.data.store import Store, prepare_store, summary
-from midiformer.registry import ConfigError
 
 log = logging.getLogger(__name__)
 
 
-@hydra.main(config_path="../conf", config_name="prepare", version_base="1.3")
+@hydra.main(config_path=CONF_DIR, config_name="prepare", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
         path = prepare_store(cfg.data)

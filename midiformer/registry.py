@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+from midiformer.common import ConfigError
 
-class ConfigError(ValueError):
-    """A bad configuration value; the message is one line naming the option."""
+__all__ = ["ConfigError", "Registry"]
 
 
 class Registry:
@@ -48,6 +48,3 @@ class Registry:
             options = {k: v for k, v in dict(cfg).items() if k != "name"}
             name = cfg["name"]
         return self.get(name)(**options, **kwargs)
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._entries

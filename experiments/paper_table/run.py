@@ -19,15 +19,15 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from claims import CLAIMS, Arm, Claim, Comparison, verdict
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from claims import CLAIMS, Arm, Claim, Comparison, verdict
 from midiformer import provenance
-from midiformer.registry import ConfigError
-from midiformer.report import make_report, mean_std_text
-from midiformer.runs import Run, read_run
-from midiformer.train import exit_on_user_error, train
+from midiformer.common import ConfigError, exit_on_user_error
+from midiformer.sweeps.report import make_report, mean_std_text
+from midiformer.sweeps.runs import Run, read_run
+from midiformer.train.loop import train
 
 REPO = Path(__file__).resolve().parents[2]
 log = logging.getLogger("paper_table")

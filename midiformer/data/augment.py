@@ -11,8 +11,9 @@ import math
 
 import numpy as np
 
-from midiformer import events
-from midiformer.registry import ConfigError, Registry
+from midiformer.codec import events
+from midiformer.common import ConfigError
+from midiformer.registry import Registry
 
 AUGMENTS = Registry("data.augment")
 

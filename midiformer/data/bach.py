@@ -15,9 +15,9 @@ import os
 import shutil
 from pathlib import Path
 
+from midiformer.codec.events import DRUM_CHANNEL
 from midiformer.data.corpus import parallel_map
 from midiformer.data.store import temporary_folder_beside
-from midiformer.events import DRUM_CHANNEL
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Callable, Iterator, Mapping
 import numpy as np
 from tqdm import tqdm
 
-from midiformer import events
-from midiformer.registry import ConfigError
+from midiformer.codec import events
+from midiformer.common import ConfigError
 
 MIDI_SUFFIXES = {".mid", ".midi"}
 

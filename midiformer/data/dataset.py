@@ -17,8 +17,8 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from midiformer import events
-from midiformer.registry import ConfigError
+from midiformer.codec import events
+from midiformer.common import ConfigError
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 

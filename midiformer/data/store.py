@@ -25,9 +25,9 @@ from typing import Any, Mapping
 import numpy as np
 from omegaconf import OmegaConf
 
-from midiformer import events
+from midiformer.codec import events
+from midiformer.common import ConfigError
 from midiformer.data import corpus
-from midiformer.registry import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,9 @@ def data_root(data_cfg: Any) -> Path:
     """The folder of MIDI files to prepare: data.root, or the converted Bach chorales for data=bach."""
     cache_dir = Path(str(data_cfg.cache_dir)).expanduser()
     if data_cfg.name == "bach":
-        from midiformer.data import bach  # music21 is slow to import: only when asked for
+        from midiformer.data import (
+            bach,  # music21 is slow to import: only when asked for
+        )
 
         return bach.convert_chorales(cache_dir, data_cfg.get("num_workers"), data_cfg.get("limit"))
     if OmegaConf.is_missing(data_cfg, "root") or not data_cfg.get("root"):

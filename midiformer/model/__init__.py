@@ -1,5 +1,9 @@
 """The model: MidiGPT and its swappable parts (norms, inits, heads), each registry beside its classes."""
-from midiformer.model.gpt import MidiGPT, configure_optimizer_groups, validate_model_config
+from midiformer.model.gpt import (
+    MidiGPT,
+    configure_optimizer_groups,
+    validate_model_config,
+)
 from midiformer.model.heads import HEADS
 from midiformer.model.init import EMBEDDING_INITS, INITS
 from midiformer.model.loss import bits, loss_from, masked_field_losses

@@ -12,18 +12,18 @@ values cached for the earlier ones (sampling.py).
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from midiformer.events import FIELDS, VOCAB
+from midiformer.codec.events import FIELDS, VOCAB
+from midiformer.common import ConfigError
 from midiformer.model.heads import HEADS
 from midiformer.model.init import EMBEDDING_INITS, INITS
 from midiformer.model.norms import NORMS
-from midiformer.registry import ConfigError, Registry
+from midiformer.registry import Registry
 
 POSITIONS = ("learned", "rope")
 NORM_POSITIONS = ("pre", "post")

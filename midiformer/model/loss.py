@@ -15,7 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from midiformer.events import FIELDS, IGNORE
+from midiformer.codec.events import FIELDS, IGNORE
 
 
 def masked_field_losses(

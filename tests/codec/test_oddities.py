@@ -4,11 +4,10 @@ from __future__ import annotations
 import struct
 
 import mido
-import numpy as np
 import pytest
 
-from midiformer import events, midi
-from midiformer.events import COLUMN
+from midiformer.codec import events, midi
+from midiformer.codec.events import COLUMN
 from tests.codec.test_roundtrip import assert_same_music, roundtrip
 from tests.conftest import DEV_DATA
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from midiformer import events
+from midiformer.codec import events
 from tests.codec.mido_oracle import notes_and_tempos
 from tests.conftest import DEV_DATA, dev_files
 

@@ -60,7 +60,8 @@ def small_store(small_files, tmp_path_factory) -> Store:
 
 def compose(config_name: str, overrides: list[str]):
     """A config composed from conf/ exactly as the apps compose it."""
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name, overrides=overrides)

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from midiformer import events
+from midiformer.codec import events
+from midiformer.common import ConfigError
 from midiformer.data.augment import AUGMENTS, TempoStretch, Transpose, Velocity
 from midiformer.data.dataset import train_batch
-from midiformer.registry import ConfigError
 
 TYPE, TIME, CHANNEL, NOTE, VELOCITY = (events.COLUMN[f] for f in ("type", "time", "channel", "note", "velocity"))
 

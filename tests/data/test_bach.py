@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from midiformer import events
+from midiformer.codec import events
 from midiformer.data import bach
 from midiformer.data.store import Store, prepare_store
 from tests.data.conftest import compose

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from midiformer import events
+from midiformer.codec import events
 from midiformer.data.augment import AUGMENTS
 from tests.conftest import CONF_DIR
 from tests.data.conftest import compose
@@ -54,7 +54,8 @@ def test_midi_dir_needs_a_root():
 def test_prepare_defaults_to_bach_and_writes_under_outputs():
     cfg = compose("prepare", [])
     assert cfg.data.name == "bach" and cfg.data.limit is None and "augment" not in cfg.data
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         hydra_cfg = hydra_compose("prepare", return_hydra_config=True).hydra

@@ -5,9 +5,9 @@ from collections import Counter
 
 import pytest
 
+from midiformer.common import ConfigError
 from midiformer.data.corpus import check_splits, find_midi_files, split_of, worker_count
 from midiformer.data.store import Store, prepare_store
-from midiformer.registry import ConfigError
 from tests.conftest import DEV_DATA, dev_files
 from tests.data.conftest import copy_corpus, data_config
 

@@ -5,10 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from midiformer import events
+from midiformer.codec import events
+from midiformer.common import ConfigError
 from midiformer.data.augment import AUGMENTS
-from midiformer.data.dataset import TrainBatches, eval_batches, mask_targets, split_inputs_targets, train_batch
-from midiformer.registry import ConfigError
+from midiformer.data.dataset import (
+    TrainBatches,
+    eval_batches,
+    mask_targets,
+    split_inputs_targets,
+    train_batch,
+)
 
 SEQ = 64
 
@@ -29,7 +35,9 @@ def test_train_batch_is_windows_of_the_split(train):
 
 def test_train_batch_is_a_pure_function_of_seed_and_step(train):
     rows, offsets = train
-    batch = lambda step, seed=0: train_batch(rows, offsets, step, seed=seed, batch_size=8, seq_len=SEQ)
+    def batch(step, seed=0):
+        return train_batch(rows, offsets, step, seed=seed, batch_size=8, seq_len=SEQ)
+
     assert torch.equal(batch(5), batch(5))
     assert not torch.equal(batch(5), batch(6)) and not torch.equal(batch(5), batch(5, seed=1))
     resumed = TrainBatches(rows, offsets, start_step=5, seed=0, batch_size=8, seq_len=SEQ)

@@ -10,10 +10,10 @@ import mido
 import numpy as np
 import pytest
 
-from midiformer import events
+from midiformer.codec import events
+from midiformer.common import ConfigError
 from midiformer.data import corpus, store
 from midiformer.data.store import Store, prepare_store
-from midiformer.registry import ConfigError
 from tests.data.conftest import data_config
 
 

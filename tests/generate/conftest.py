@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
-from midiformer.checkpoint import model_from_checkpoint
-from midiformer.train import train
+from midiformer.train.checkpoint import model_from_checkpoint
+from midiformer.train.loop import train
+from tests.model.conftest import songs  # noqa: F401  (a fixture, shared with the model tests)
 from tests.train.conftest import CORPUS, TINY, compose_config
 
 PRIMER_SONG = "coconut_run2.mid"  # 68 s, channels 0 2 4 6 9, one tempo, programs set at the start

@@ -15,10 +15,10 @@ import pytest
 from matplotlib.colors import to_rgb
 from matplotlib.image import imread
 
-from midiformer import events, midi, pianoroll, primer
-from midiformer.generate import argv_with_primer_file, generate, settings_from
-from midiformer.registry import ConfigError
-from midiformer.train import exit_on_user_error
+from midiformer.codec import events
+from midiformer.common import ConfigError, exit_on_user_error
+from midiformer.generate import pianoroll, primer
+from midiformer.generate.app import argv_with_primer_file, generate, settings_from
 from tests.conftest import REPO
 from tests.generate.conftest import generate_cfg
 

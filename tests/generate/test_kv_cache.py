@@ -6,7 +6,7 @@ import torch
 
 from midiformer.model import MidiGPT
 from midiformer.model.gpt import causal_mask_after
-from tests.model.conftest import songs, split, tiny_config, windows  # noqa: F401  (songs: a fixture)
+from tests.model.conftest import split, tiny_config, windows
 
 
 @pytest.mark.parametrize("pos", ["learned", "rope"])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from midiformer import events, primer
-from midiformer.registry import ConfigError
+from midiformer.codec import events
+from midiformer.common import ConfigError
+from midiformer.generate import primer
 from tests.train.conftest import CORPUS
 
 TYPE, TIME, CHANNEL, INSTRUMENT, NOTE, VELOCITY = range(6)

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from midiformer import events, midi, primer, sampling
-from midiformer.grammar import parse_instruments
+from midiformer.codec import events, midi
+from midiformer.common import ConfigError
+from midiformer.generate import primer, sampling
+from midiformer.generate.grammar import parse_instruments
 from midiformer.model import MidiGPT
-from midiformer.registry import ConfigError
 from tests.generate.conftest import CONTEXT
 from tests.model.conftest import tiny_config
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from midiformer import events
+from midiformer.codec import events
 from tests.conftest import CONF_DIR
 
 SONGS = ("openmsx/coconut_run2.mid", "pop909/pop909_235.mid")  # ~1.7k and ~1.5k events; all event types

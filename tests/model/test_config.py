@@ -5,8 +5,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from midiformer.common import ConfigError
 from midiformer.model import INITS, NORMS, MidiGPT, validate_model_config
-from midiformer.registry import ConfigError
 from tests.conftest import CONF_DIR
 from tests.model.conftest import tiny_config
 

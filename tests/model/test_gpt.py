@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from midiformer import events
+from midiformer.codec import events
 from midiformer.model import MidiGPT
 from tests.model.conftest import split, tiny_config, windows
 

@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from midiformer import events
+from midiformer.codec import events
 from midiformer.model import bits, loss_from, masked_field_losses
 from tests.model.conftest import mask_targets, split, windows
 

@@ -6,7 +6,14 @@ import itertools
 import pytest
 import torch
 
-from midiformer.model import NORMS, INITS, MidiGPT, configure_optimizer_groups, loss_from, masked_field_losses
+from midiformer.model import (
+    INITS,
+    NORMS,
+    MidiGPT,
+    configure_optimizer_groups,
+    loss_from,
+    masked_field_losses,
+)
 from tests.model.conftest import split, tiny_config, windows
 
 COMBINATIONS = list(itertools.product(NORMS.names(), INITS.names(), ["pre", "post"], ["learned", "rope"], ["parallel", "cascade"]))

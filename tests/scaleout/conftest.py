@@ -18,9 +18,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from midiformer.metrics import read_metrics
-from midiformer.train import Trainer, train
+from midiformer.train.loop import Trainer, train
+from midiformer.train.metrics import read_metrics
 from tests.conftest import CONF_DIR, REPO
+
 # cache_dir (the session's prepared store) and tiny_cfg are fixtures, shared with tests/train
 from tests.train.conftest import TINY, cache_dir, compose_config, tiny_cfg  # noqa: F401
 

@@ -8,7 +8,7 @@ import signal
 import pytest
 import torch
 
-from midiformer.train import train
+from midiformer.train.loop import train
 from tests.scaleout.conftest import losses, signal_during_step, weights
 from tests.train.conftest import TINY, compose_config
 

@@ -6,9 +6,9 @@ import socket
 
 import pytest
 
-from midiformer import distributed
-from midiformer.registry import ConfigError
-from midiformer.train import train
+from midiformer.common import ConfigError
+from midiformer.train import distributed
+from midiformer.train.loop import train
 
 # what discovery reads or exports; cleared first so the machine's own environment cannot leak in
 VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",

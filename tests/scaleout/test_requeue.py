@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from midiformer.metrics import read_metrics
+from midiformer.train.metrics import read_metrics
 from tests.conftest import REPO
 from tests.scaleout.conftest import ENV, local_launcher_command, losses, weights
 

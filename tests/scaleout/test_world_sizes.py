@@ -14,9 +14,15 @@ import pytest
 from midiformer.data.dataset import eval_window_count
 from midiformer.data.store import Store
 from midiformer.evaluate import evaluate
-from midiformer.metrics import read_metrics
-from midiformer.train import train
-from tests.scaleout.conftest import MULTI, local_launcher_command, run, signal_during_step, torchrun_command
+from midiformer.train.loop import train
+from midiformer.train.metrics import read_metrics
+from tests.scaleout.conftest import (
+    MULTI,
+    local_launcher_command,
+    run,
+    signal_during_step,
+    torchrun_command,
+)
 from tests.train.conftest import compose_config
 
 

@@ -12,11 +12,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from midiformer.hpo import FINISHED, INTERRUPTED, search
-from midiformer.registry import ConfigError
-from midiformer.report import make_report
-from midiformer.runs import read_run
-from midiformer.study import load_study, storage_for
+from midiformer.common import ConfigError
+from midiformer.sweeps.hpo import FINISHED, INTERRUPTED, search
+from midiformer.sweeps.report import make_report
+from midiformer.sweeps.runs import read_run
+from midiformer.sweeps.study import load_study, storage_for
 from tests.conftest import REPO
 from tests.sweeps.conftest import TINY_SPACE, hpo_config, tiny_overrides
 

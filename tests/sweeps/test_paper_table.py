@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from midiformer.runs import read_run
+from midiformer.sweeps.runs import read_run
 from tests.sweeps.conftest import run_module, tiny_overrides
 
 RUN_PY = "experiments/paper_table/run.py"

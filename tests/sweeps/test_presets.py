@@ -5,8 +5,8 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from midiformer.config import validate_config
-from midiformer.runs import flatten
+from midiformer.sweeps.runs import flatten
+from midiformer.train.config import validate_config
 from tests.conftest import CONF_DIR
 from tests.train.conftest import compose_config
 
@@ -62,7 +62,7 @@ def test_a_preset_combines_with_other_overrides():
 @pytest.mark.parametrize("sampler", sorted(p.stem for p in (CONF_DIR / "hpo" / "sampler").glob("*.yaml")))
 @pytest.mark.parametrize("pruner", sorted(p.stem for p in (CONF_DIR / "hpo" / "pruner").glob("*.yaml")))
 def test_every_search_config_composes_and_builds(space, sampler, pruner):
-    from midiformer.hpo import check_space
+    from midiformer.sweeps.hpo import check_space
 
     cfg = compose_config(f"hpo/space={space}", f"hpo/sampler={sampler}", f"hpo/pruner={pruner}", config_name="hpo")
     check_space(cfg)

@@ -8,8 +8,8 @@ import statistics
 import pytest
 import yaml
 
-from midiformer.report import make_report
-from midiformer.runs import find_runs, read_run
+from midiformer.sweeps.report import make_report
+from midiformer.sweeps.runs import find_runs, read_run
 from tests.sweeps.conftest import run_module, tiny_overrides
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -5,10 +5,10 @@ import re
 
 import pytest
 
-from midiformer.config import validate_config
-from midiformer.precision import PRECISIONS
-from midiformer.registry import ConfigError
-from midiformer.swa import SWAS
+from midiformer.common import ConfigError
+from midiformer.train.config import validate_config
+from midiformer.train.precision import PRECISIONS
+from midiformer.train.swa import SWAS
 from tests.conftest import CONF_DIR
 from tests.train.conftest import compose_config
 

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from midiformer.evaluate import evaluate
-from midiformer.metrics import read_metrics
-from midiformer.train import train
+from midiformer.train.loop import train
+from midiformer.train.metrics import read_metrics
 from tests.train.conftest import compose_config
 
 

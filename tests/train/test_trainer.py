@@ -11,11 +11,11 @@ import time
 import pytest
 import torch
 
-from midiformer import checkpoint
-from midiformer.config import validate_config
-from midiformer.metrics import read_metrics
-from midiformer.registry import ConfigError
-from midiformer.train import TrainingError, dropout_seed, train
+from midiformer.common import ConfigError, TrainingError
+from midiformer.train import checkpoint
+from midiformer.train.config import validate_config
+from midiformer.train.loop import dropout_seed, train
+from midiformer.train.metrics import read_metrics
 from tests.conftest import REPO
 from tests.train.conftest import tiny_command
 
@@ -140,7 +140,7 @@ def test_swa_run_resumes_exactly(tiny_cfg, tmp_path):
 
 
 def test_nonfinite_loss_stops_the_run_naming_the_step(tiny_cfg, tmp_path, monkeypatch):
-    import midiformer.train as train_module
+    import midiformer.train.loop as train_module
 
     real = train_module.masked_field_losses
     calls = {"n": 0}

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from midiformer import events
+from midiformer.codec import events
 
 LN2 = math.log(2.0)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from midiformer import events
-from midiformer.registry import ConfigError
+from midiformer.codec import events
+from midiformer.common import ConfigError
 
 WHISTLE_PROGRAM = 78  # General MIDI "Whistle" (79 in the 1-based numbering of the GM tables)
 _TYPE, _TIME, _CHANNEL, _INSTRUMENT, _NOTE, _VELOCITY = range(len(events.FIELDS))

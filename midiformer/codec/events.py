@@ -52,9 +52,8 @@ TEMPO_MIN_BPM, TEMPO_MAX_BPM, TEMPO_BINS = 8.0, 1024.0, 128 * 128
 
 CODEC_VERSION = "1"  # bump when encode's output changes: prepared stores are keyed by it
 
-from midiformer.midi import MidiError  # noqa: E402  (re-exported: the codec's one error type)
-from midiformer import midi  # noqa: E402
-
+from midiformer.codec import midi  # noqa: E402
+from midiformer.codec.midi import MidiError  # noqa: E402, F401  (re-exported: the codec's one error type)
 
 # --- tempo ------------------------------------------------------------------------------------
 

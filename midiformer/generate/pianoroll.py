@@ -13,7 +13,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from midiformer import events, midi
+from midiformer.codec import events, midi
 
 PRIMER_SHADE = "#e4e4e4"
 WHISTLE_COLOUR = "#e8112d"

@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -27,40 +26,38 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from midiformer import distributed, events, provenance
-from midiformer.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from midiformer.config import validate_config
+from midiformer import provenance
+from midiformer.codec import events
+from midiformer.common import CONF_DIR, TrainingError, exit_on_user_error, pick_device
 from midiformer.data.augment import AUGMENTS
 from midiformer.data.dataset import eval_batches, split_inputs_targets, train_batch
 from midiformer.data.store import Store, prepare_store
-from midiformer.metrics import MetricSinks, bits_report, evaluate_model, unigram_report
 from midiformer.model import MidiGPT, loss_from, masked_field_losses
-from midiformer.optim import build_optimizer, build_scheduler
-from midiformer.preemption import StopSignals
-from midiformer.precision import PRECISIONS
-from midiformer.registry import ConfigError
-from midiformer.swa import SWAS
+from midiformer.train import distributed
+from midiformer.train.checkpoint import (
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from midiformer.train.config import validate_config
+from midiformer.train.metrics import (
+    MetricSinks,
+    bits_report,
+    evaluate_model,
+    unigram_report,
+)
+from midiformer.train.optim import build_optimizer, build_scheduler
+from midiformer.train.precision import PRECISIONS
+from midiformer.train.preemption import StopSignals
+from midiformer.train.swa import SWAS
 
 log = logging.getLogger("midiformer.train")
-
-
-class TrainingError(RuntimeError):
-    """The run cannot go on (a non-finite loss); the message is one line naming the step."""
 
 
 class StopRun(Exception):
     """Raised by an `on_validation` callback to end the run early (a search pruning a trial): the trainer
     writes last.pt and summary.json (status "stopped"), then raises it again to the caller of train()."""
-
-
-def pick_device(choice: str, env: distributed.DistEnv) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("trainer.device=cuda but no CUDA device is visible")
-    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
-        index = env.local_rank % torch.cuda.device_count()  # a cluster may show each task only its own GPU
-        torch.cuda.set_device(index)
-        return torch.device("cuda", index)
-    return torch.device("cpu")
 
 
 def dropout_seed(seed: int, step: int, micro_batch: int, rank: int) -> int:
@@ -313,7 +310,7 @@ def train(cfg: DictConfig, run_dir: str | Path,
     validate_config(cfg)
     env = distributed.discover()
     distributed.check_batch_split(cfg, env.world_size)
-    device = pick_device(cfg.trainer.device, env)
+    device = pick_device(cfg.trainer.device, env.local_rank)
     distributed.setup(env, device.type)
     run_dir = Path(distributed.broadcast_object(str(run_dir)))  # under torchrun each rank's Hydra picks its own
     try:
@@ -329,16 +326,7 @@ def train(cfg: DictConfig, run_dir: str | Path,
         distributed.teardown()
 
 
-def exit_on_user_error(function, *args):
-    """Run `function`; a bad option, file or checkpoint ends the program with one line, no traceback."""
-    try:
-        return function(*args)
-    except (ConfigError, CheckpointError, TrainingError, FileNotFoundError, events.MidiError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> float:
     return exit_on_user_error(train, cfg, HydraConfig.get().runtime.output_dir)
 

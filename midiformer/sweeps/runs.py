@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from midiformer.metrics import read_metrics
+from midiformer.train.metrics import read_metrics
 
 # The numbers a report shows for a run: summary.json's key, and how to get it from metrics.jsonl when
 # the run has no summary (it was killed).

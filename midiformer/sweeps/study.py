@@ -13,7 +13,7 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
-from midiformer.registry import ConfigError
+from midiformer.common import ConfigError
 
 STORAGE_FILES = {"sqlite": "study.db", "journal": "study.journal"}
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from midiformer import events
-from midiformer.grammar import CHANNEL, NOTE, TIME, TYPE, SongState
-from midiformer.registry import ConfigError
+from midiformer.codec import events
+from midiformer.common import ConfigError
+from midiformer.generate.grammar import CHANNEL, NOTE, TIME, TYPE, SongState
 
 _APPLIES = torch.from_numpy(events.APPLIES)
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from midiformer import events
-from midiformer.registry import ConfigError
+from midiformer.codec import events
+from midiformer.common import ConfigError
 
 TYPE, TIME, CHANNEL, INSTRUMENT, NOTE, VELOCITY = range(len(events.FIELDS))
 DRUMS = "drums"  # the word that allows channel 9 (General MIDI percussion) in `instruments`

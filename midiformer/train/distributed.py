@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as torch_dist
 
-from midiformer.registry import ConfigError
+from midiformer.common import ConfigError
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from midiformer.common import CheckpointError
+
 FORMAT = "midiformer-checkpoint-1"
-
-
-class CheckpointError(ValueError):
-    """A file that is not a midiformer checkpoint; the message is one line naming it."""
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:

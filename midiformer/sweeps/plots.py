@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from midiformer.runs import Run
+from midiformer.sweeps.runs import Run
 
 log = logging.getLogger("midiformer.report")
 

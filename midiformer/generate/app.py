@@ -19,12 +19,19 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from midiformer import audio, distributed, events, primer, sampling
-from midiformer.checkpoint import model_from_checkpoint
-from midiformer.config import check_values, nonnegative, positive, positive_int
-from midiformer.pianoroll import save_pianoroll
-from midiformer.registry import ConfigError
-from midiformer.train import exit_on_user_error, pick_device
+from midiformer.codec import events
+from midiformer.common import (
+    CONF_DIR,
+    check_values,
+    exit_on_user_error,
+    nonnegative,
+    pick_device,
+    positive,
+    positive_int,
+)
+from midiformer.generate import audio, primer, sampling
+from midiformer.generate.pianoroll import save_pianoroll
+from midiformer.train.checkpoint import model_from_checkpoint
 
 CHECKS = [
     ("checkpoint", lambda v: isinstance(v, str) and v != "", "a checkpoint file: checkpoint=PATH"),
@@ -63,7 +70,7 @@ def generate(cfg: DictConfig, out_dir: str | Path) -> list[Path]:
     check_values(cfg, CHECKS)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    device = pick_device(cfg.device, distributed.DistEnv())
+    device = pick_device(cfg.device)
     model, run_cfg = model_from_checkpoint(cfg.checkpoint, device, averaged=cfg.averaged)
     ticks_per_beat = int(run_cfg.data.ticks_per_beat)
     settings = settings_from(cfg, ticks_per_beat)  # checks instruments and sampling options before any work
@@ -129,7 +136,7 @@ def argv_with_primer_file(argv: list[str]) -> list[str]:
     return [f"primer.file={a.split('=', 1)[1]}" if a.startswith("primer=") else a for a in argv]
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="generate")
 def main(cfg: DictConfig) -> None:
     torch.set_grad_enabled(False)
     out_dir = cfg.out_dir or HydraConfig.get().runtime.output_dir

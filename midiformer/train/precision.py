@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from midiformer.registry import ConfigError, Registry
+from midiformer.common import ConfigError
+from midiformer.registry import Registry
 
 PRECISIONS = Registry("trainer/precision")
 

@@ -3,38 +3,26 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from midiformer.common import (
+    ConfigError,
+    check_values,
+    is_number,
+    nonnegative,
+    nonnegative_int,
+    positive,
+    positive_int,
+)
 from midiformer.data.augment import AUGMENTS
-from midiformer.distributed import check_batch_split
 from midiformer.model import validate_model_config
-from midiformer.precision import PRECISIONS
-from midiformer.registry import ConfigError
-from midiformer.swa import SWAS
+from midiformer.train.distributed import check_batch_split
+from midiformer.train.precision import PRECISIONS
+from midiformer.train.swa import SWAS
 
 RESUME_CHOICES = ("auto", "never")
 DEVICES = ("auto", "cpu", "cuda")
 NONFINITE_POLICIES = ("stop", "skip")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def nonnegative_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def positive(value: Any) -> bool:
-    return _is_number(value) and value > 0
-
-
-def nonnegative(value: Any) -> bool:
-    return _is_number(value) and value >= 0
 
 
 CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
@@ -47,10 +35,10 @@ CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("optim.weight_decay", nonnegative, "a number >= 0"),
     ("optim.eps", positive, "a number > 0"),
     ("optim.warmup_steps", nonnegative_int, "an integer >= 0"),
-    ("optim.min_lr_ratio", lambda v: _is_number(v) and 0 <= v <= 1, "in [0, 1]"),
+    ("optim.min_lr_ratio", lambda v: is_number(v) and 0 <= v <= 1, "in [0, 1]"),
     ("optim.grad_clip", nonnegative, "a number >= 0 (0 = off)"),
     ("optim.grad_accum_steps", positive_int, "a positive integer"),
-    ("optim.betas", lambda v: len(v) == 2 and all(_is_number(b) and 0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+    ("optim.betas", lambda v: len(v) == 2 and all(is_number(b) and 0 <= b < 1 for b in v), "two numbers in [0, 1)"),
     ("trainer.max_steps", positive_int, "a positive integer"),
     ("trainer.val_every", nonnegative_int, "an integer >= 0 (0 = only at the end)"),
     ("trainer.ckpt_every", nonnegative_int, "an integer >= 0 (0 = only at the end)"),
@@ -61,17 +49,6 @@ CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("trainer.resume", lambda v: isinstance(v, str) and v != "", f"{' | '.join(RESUME_CHOICES)} | a checkpoint path"),
     ("logger.wandb.mode", lambda v: v in ("disabled", "offline", "online"), "one of: disabled, offline, online"),
 ]
-
-
-def check_values(cfg: DictConfig, checks: list[tuple[str, Callable[[Any], bool], str]]) -> None:
-    """Each (key, is_valid, what is allowed) of `checks` against cfg; the first failure is a ConfigError."""
-    for key, is_valid, allowed in checks:
-        try:
-            value = OmegaConf.select(cfg, key, throw_on_missing=True)
-        except Exception as error:  # a missing mandatory value (???) or a broken interpolation
-            raise ConfigError(f"{key}: {str(error).splitlines()[0]}") from None
-        if not is_valid(value):
-            raise ConfigError(f"{key}={value!r} must be {allowed}")
 
 
 def validate_config(cfg: DictConfig) -> None:

@@ -1,0 +1,4 @@
+from midiformer.generate.app import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,4 @@
+from midiformer.train.loop import main
+
+if __name__ == "__main__":
+    main()
