@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from midiformer.common import CONF_DIR, ConfigError, exit_on_user_error, pick_device
 from midiformer.data.dataset import eval_batches
+from midiformer.model.loss import LIKELIHOODS
 from midiformer.data.store import Store, prepare_store
 from midiformer.train.checkpoint import model_from_checkpoint
 from midiformer.train.metrics import bits_report, evaluate_model, unigram_report
@@ -35,8 +36,10 @@ def evaluate(cfg: DictConfig) -> dict:
         raise ConfigError(f"split={cfg.split}: the store {store.path} has no events in it")
     seq_len = min(int(run_cfg.data.seq_len), int(run_cfg.model.max_seq_len))
     precision = PRECISIONS.build({"name": "auto"}, device_type=device.type)
-    batches = eval_batches(split_events, cfg.batch_size, seq_len)
-    nats, n_events, n_notes = evaluate_model(model, batches, device=device, precision=precision)
+    batches = eval_batches(split_events, cfg.batch_size, seq_len, offsets=store.offsets(cfg.split))
+    likelihood = LIKELIHOODS.build(run_cfg.model.get("likelihood", "free"))  # runs from before it existed: free
+    nats, n_events, n_notes = evaluate_model(model, batches, device=device, precision=precision,
+                                             likelihood=likelihood)
     seconds = store.manifest["splits"][cfg.split]["seconds"]
     report = {
         "checkpoint": str(Path(cfg.checkpoint).resolve()), "split": cfg.split, "store": str(store.path),

@@ -50,7 +50,7 @@ IGNORE = -100  # torch.nn.functional.cross_entropy's ignore_index: a target that
 # Tempo: 14-bit log scale from 8 to 1024 BPM, 0.03% per bin, so decoded files play at the original speed.
 TEMPO_MIN_BPM, TEMPO_MAX_BPM, TEMPO_BINS = 8.0, 1024.0, 128 * 128
 
-CODEC_VERSION = "1"  # bump when encode's output changes: prepared stores are keyed by it
+CODEC_VERSION = "2"  # bump when encode's output changes: prepared stores are keyed by it
 
 from midiformer.codec import midi  # noqa: E402
 from midiformer.codec.midi import MidiError  # noqa: E402, F401  (re-exported: the codec's one error type)
@@ -73,8 +73,11 @@ def bin_to_bpm(tempo_bin: np.ndarray | int) -> np.ndarray:
 
 # At one grid tick, rows go in this order so that decoding pairs every note-off with its own note:
 # an ending note frees its pitch before a new one starts, and a note of zero length (on and off on
-# the same tick) is closed only after it has started.
-_OFF, _TEMPO, _PROGRAM, _ON, _ZERO_LENGTH_OFF = range(5)
+# the same tick) is closed only after it has started. Program changes and note-ons share a rank and
+# keep the file's order, so every note-on's instrument is its channel's program in the event stream
+# (a rule the grammar-masked likelihood relies on: the instrument of a note-on costs no bits).
+_OFF, _TEMPO, _ON, _ZERO_LENGTH_OFF = range(4)
+_PROGRAM = _ON
 
 
 def encode(path: str | Path, ticks_per_beat: int = 96) -> np.ndarray:
@@ -90,11 +93,12 @@ def encode_song(path: str | Path, ticks_per_beat: int = 96) -> tuple[np.ndarray,
 
 
 def pair_notes(messages: midi.MidiMessages) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """Notes as rows (onset, offset, channel, pitch, velocity, program) in file ticks.
+    """Notes as rows (onset, offset, channel, pitch, velocity, program, onset message, offset message)
+    in file ticks; the last two are indices into `messages` (the file's order, which breaks ties of tick).
 
     A note-off ends the earliest sounding note of its channel and pitch (first in, first out);
     a note-off with nothing sounding is ignored; a note still sounding at the end of the song is
-    ended there. Program changes come back as rows (tick, channel, program).
+    ended there. Program changes come back as rows (tick, channel, program, message).
     """
     program = [0] * 16
     sounding: dict[int, list[tuple[int, int, int]]] = {}
@@ -102,30 +106,31 @@ def pair_notes(messages: midi.MidiMessages) -> tuple[np.ndarray, np.ndarray, dic
     stats = {"orphan_note_offs": 0, "unterminated_notes": 0, "overlapping_notes": 0}
     columns = (messages.tick.tolist(), messages.kind.tolist(), messages.channel.tolist(),
                messages.data1.tolist(), messages.data2.tolist())
-    for tick, kind, channel, data1, data2 in zip(*columns):
+    for index, (tick, kind, channel, data1, data2) in enumerate(zip(*columns)):
         if kind == midi.NOTE_ON:
             queue = sounding.setdefault(channel * 128 + data1, [])
             stats["overlapping_notes"] += bool(queue)
-            queue.append((tick, data2, program[channel]))
+            queue.append((tick, data2, program[channel], index))
         elif kind == midi.NOTE_OFF:
             queue = sounding.get(channel * 128 + data1)
             if queue:
-                onset, velocity, instrument = queue.pop(0)
-                notes.append((onset, tick, channel, data1, velocity, instrument))
+                onset, velocity, instrument, onset_index = queue.pop(0)
+                notes.append((onset, tick, channel, data1, velocity, instrument, onset_index, index))
             else:
                 stats["orphan_note_offs"] += 1
         elif kind == midi.PROGRAM_CHANGE:
             program[channel] = data1
-            programs.append((tick, channel, data1))
+            programs.append((tick, channel, data1, index))
     for key, queue in sounding.items():
-        for onset, velocity, instrument in queue:
-            notes.append((onset, messages.end_tick, key // 128, key % 128, velocity, instrument))
+        for onset, velocity, instrument, onset_index in queue:
+            notes.append((onset, messages.end_tick, key // 128, key % 128, velocity, instrument, onset_index,
+                          len(messages.tick)))
             stats["unterminated_notes"] += 1
-    notes_array = np.array(notes, dtype=np.int64).reshape(-1, 6)
+    notes_array = np.array(notes, dtype=np.int64).reshape(-1, 8)
     stats["notes"] = len(notes_array)
     stats["tempo_changes"] = int((messages.kind == midi.TEMPO).sum())
     stats["program_changes"] = len(programs)
-    return notes_array, np.array(programs, dtype=np.int64).reshape(-1, 3), stats
+    return notes_array, np.array(programs, dtype=np.int64).reshape(-1, 4), stats
 
 
 def notes_to_events(notes: np.ndarray, programs: np.ndarray, messages: midi.MidiMessages,
@@ -154,10 +159,9 @@ def notes_to_events(notes: np.ndarray, programs: np.ndarray, messages: midi.Midi
     note[tempo_part], velocity[tempo_part] = tempo_bin >> 7, tempo_bin & 127
     channel[program_part], instrument[program_part] = programs[:, 1], programs[:, 2]
 
-    # Sort by grid tick, then priority, then the order of the original onsets/offsets (kept by a
-    # stable sort over rows already laid out in note order, themselves in offset order).
-    order = np.lexsort((np.concatenate([notes[:, 0], notes[:, 1], messages.tick[is_tempo], programs[:, 0]]),
-                        priority, grid_tick))
+    # Sort by grid tick, then priority, then the file's message order.
+    message_index = np.concatenate([notes[:, 6], notes[:, 7], np.flatnonzero(is_tempo), programs[:, 3]])
+    order = np.lexsort((message_index, priority, grid_tick))
     rows, grid_tick = rows[order], grid_tick[order]
     end = max(int(to_grid(np.array([messages.end_tick]))[0]), int(grid_tick[-1]) if len(grid_tick) else 0)
     return frame_rows(rows, grid_tick, end)

@@ -12,12 +12,14 @@ once; bits per event on a split is then well defined and independent of batch si
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
 from midiformer.codec import events
+from midiformer.codec.grammar import SongStart
 from midiformer.common import ConfigError
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -25,6 +27,20 @@ Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 SONG_START_FRACTION = 0.125  # share of training windows that begin on a song's start row (see train_batch)
 _AUGMENT_STREAM = 1  # keeps the per-row augmentation generators apart from the window-start one
 _APPLIES = torch.from_numpy(events.APPLIES)
+
+
+@dataclass
+class Batch:
+    """Windows of seq_len + 1 rows, and the song state before each window's first row (which notes sound,
+    each channel's program: what the grammar-masked likelihood needs from before the window)."""
+
+    rows: torch.Tensor  # (B, T + 1, F) int64; padding rows are IGNORE
+    start: SongStart
+
+    def to(self, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor, SongStart]:
+        """(inputs (B, T, F), masked targets (B, T, F), start state) on `device`."""
+        inputs, targets = split_inputs_targets(self.rows.to(device))
+        return inputs, targets, self.start.to(device)
 
 
 def rows_per_rank(batch_size: int, world_size: int, option: str = "data.batch_size") -> int:
@@ -50,30 +66,18 @@ def window_starts(offsets: np.ndarray, n_rows: int, rng: np.random.Generator, ba
 
 
 def train_batch(events_array: np.ndarray, offsets: np.ndarray, step: int, *, seed: int, batch_size: int,
-                seq_len: int, augment: Augment | None = None, rank: int = 0, world_size: int = 1) -> torch.Tensor:
-    """This rank's rows of the global training batch of `step`: (batch_size // world_size, seq_len + 1, F) int64."""
+                seq_len: int, augment: Augment | None = None, rank: int = 0, world_size: int = 1) -> Batch:
+    """This rank's windows of the global training batch of `step`: rows (batch_size // world_size, seq_len + 1, F)."""
     per_rank = rows_per_rank(batch_size, world_size)
     rng = np.random.default_rng([seed, step])
-    starts = window_starts(offsets, len(events_array), rng, batch_size, seq_len)
-    rows = range(rank * per_rank, (rank + 1) * per_rank)
-    windows = np.stack([events_array[starts[row]:starts[row] + seq_len + 1].astype(np.int64) for row in rows])
+    starts = window_starts(offsets, len(events_array), rng, batch_size, seq_len)[rank * per_rank:(rank + 1) * per_rank]
+    windows = np.stack([events_array[start:start + seq_len + 1].astype(np.int64) for start in starts])
+    start_state = SongStart.before(events_array, offsets, starts)  # before augmenting: see augment.py
     if augment is not None:
-        for i, row in enumerate(rows):
+        for i in range(per_rank):
+            row = rank * per_rank + i
             windows[i] = augment(windows[i], np.random.default_rng([seed, step, _AUGMENT_STREAM, row]))
-    return torch.from_numpy(windows)
-
-
-class TrainBatches:
-    """An iterator over train_batch from a given step: `for step, batch in TrainBatches(...)`."""
-
-    def __init__(self, events_array: np.ndarray, offsets: np.ndarray, *, start_step: int = 0, **batch_options):
-        self.events_array, self.offsets, self.step = events_array, offsets, start_step
-        self.batch_options = batch_options
-
-    def __iter__(self) -> Iterator[tuple[int, torch.Tensor]]:
-        while True:
-            yield self.step, train_batch(self.events_array, self.offsets, self.step, **self.batch_options)
-            self.step += 1
+    return Batch(torch.from_numpy(windows), start_state)
 
 
 def eval_window_count(n_rows: int, seq_len: int) -> int:
@@ -88,8 +92,8 @@ def eval_window(events_array: np.ndarray, k: int, seq_len: int) -> np.ndarray:
     return window
 
 
-def eval_batches(events_array: np.ndarray, batch_size: int, seq_len: int, *, rank: int = 0,
-                 world_size: int = 1) -> Iterator[torch.Tensor]:
+def eval_batches(events_array: np.ndarray, batch_size: int, seq_len: int, *, offsets: np.ndarray | None = None,
+                 rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
     """Every window of the split once, dealt round-robin to ranks (rank r: windows r, r + W, ...).
 
     batch_size is global (data.eval_batch_size); each rank yields (batch_size // world_size, seq_len + 1, F)
@@ -97,11 +101,15 @@ def eval_batches(events_array: np.ndarray, batch_size: int, seq_len: int, *, ran
     that collective all-reduces line up.
     """
     per_rank = rows_per_rank(batch_size, world_size, "data.eval_batch_size")
+    if offsets is None:  # the songs' first rows, for the state before each window (a store keeps them)
+        offsets = np.append(np.flatnonzero(np.asarray(events_array[:, 0]) == events.START), len(events_array))
     n_windows = eval_window_count(len(events_array), seq_len)
     windows_per_rank = -(-n_windows // world_size)
     for first in range(0, windows_per_rank, per_rank):
         ks = [(first + i) * world_size + rank for i in range(per_rank)]
-        yield torch.from_numpy(np.stack([eval_window(events_array, k, seq_len) for k in ks]))
+        starts = np.minimum(np.array(ks) * seq_len, len(events_array) - 1)  # padding windows: any valid row
+        yield Batch(torch.from_numpy(np.stack([eval_window(events_array, k, seq_len) for k in ks])),
+                    SongStart.before(events_array, offsets, starts))
 
 
 def mask_targets(rows: torch.Tensor) -> torch.Tensor:

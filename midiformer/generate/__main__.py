@@ -1,4 +1,4 @@
-from midiformer.generate.app import main
+from midiformer.generate.app import run
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -143,6 +143,7 @@ def main(cfg: DictConfig) -> None:
     exit_on_user_error(generate, cfg, out_dir)
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The command line (generate/__main__.py): `primer=FILE` rewritten before Hydra reads it."""
     sys.argv = argv_with_primer_file(sys.argv)
     main()

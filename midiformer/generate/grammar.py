@@ -5,9 +5,11 @@ asks `SongState.allowed(field_index, chosen)` which values are valid given the f
 
     type        never START (a song has one, at row 0); END only if allowed; note_off only while a note sounds;
                 note_on / program only if some channel may take a new note (see `instruments`)
-    time        a time_shift row carries exactly MAX_TIME_SHIFT (the codec's rule); others: any gap
-    channel     note_off: a channel with a sounding note; note_on / program: an allowed channel
-    instrument  note_on / program on a melodic channel: one of the allowed programs
+    time        a time_shift row carries exactly MAX_TIME_SHIFT (the codec's rule); after a time_shift, >= 1
+    channel     note_off: a channel with a sounding note; program: an allowed channel; note_on: an allowed
+                channel whose current program is allowed (drums: channel 9 allowed)
+    instrument  note_on: the channel's current program (the codec's rule: codec/grammar.py);
+                program on a melodic channel: one of the allowed programs
     note        note_off: a pitch sounding on the chosen channel
     velocity    note_on: 1..127 (a MIDI note-on of velocity 0 is a note-off)
 
@@ -52,10 +54,12 @@ class SongState:
                  device: torch.device | str = "cpu"):
         self.ticks_per_beat, self.allow_end = ticks_per_beat, allow_end
         self.sounding = torch.zeros(batch, 16, 128, dtype=torch.long, device=device)
+        self.programs = torch.zeros(batch, 16, dtype=torch.long, device=device)  # each channel's program
+        self.after_time_shift = torch.zeros(batch, dtype=torch.bool, device=device)
         self.bpm = torch.full((batch,), 120.0, dtype=torch.float64, device=device)  # MIDI's default tempo
         self.seconds = torch.zeros(batch, dtype=torch.float64, device=device)
         programs, drums = parse_instruments(instruments)
-        self.programs = torch.from_numpy(programs).to(device)
+        self.allowed_programs = torch.from_numpy(programs).to(device)
         self.channels = torch.ones(16, dtype=torch.bool, device=device)  # channels a note_on / program may use
         self.channels[events.DRUM_CHANNEL] = drums
         self.channels[: events.DRUM_CHANNEL] = self.channels[events.DRUM_CHANNEL + 1:] = bool(programs.any())
@@ -71,6 +75,9 @@ class SongState:
         self.sounding[batch, channel, note] = (self.sounding[batch, channel, note] + change).clamp(min=0)
         # The gap before this row plays at the tempo in force before it (as events.seconds counts it).
         self.seconds += time.double() * running * 60.0 / (self.bpm * self.ticks_per_beat)
+        sets_program = (type_ == events.PROGRAM) & running
+        self.programs[batch[sets_program], channel[sets_program]] = rows[sets_program, INSTRUMENT]
+        self.after_time_shift = torch.where(running, type_ == events.TIME_SHIFT, self.after_time_shift)
         is_tempo = (type_ == events.TEMPO) & running
         if is_tempo.any():
             tempo_bin = (note << 7) | rows[:, VELOCITY]
@@ -89,6 +96,12 @@ class SongState:
 
     # --- the masks ------------------------------------------------------------------------------
 
+    def note_on_channels(self) -> torch.Tensor:
+        """(B, 16) bool: channels a note_on may use: allowed, and (off the drum channel) playing an allowed program."""
+        plays_allowed = self.allowed_programs[self.programs]
+        plays_allowed[:, events.DRUM_CHANNEL] = True
+        return self.channels & plays_allowed
+
     def allowed(self, field: int, chosen: torch.Tensor) -> torch.Tensor:
         """(B, VOCAB[field]) bool: the valid values of `field`, given chosen (B, field) fields 0..field-1."""
         batch = len(self.sounding)
@@ -97,19 +110,25 @@ class SongState:
             allowed[:, events.START] = False
             allowed[:, events.END] = self.allow_end
             allowed[:, events.NOTE_OFF] = self.sounding.flatten(1).any(1)
-            allowed[:, events.NOTE_ON] = allowed[:, events.PROGRAM] = self.channels.any()
+            allowed[:, events.NOTE_ON] = self.note_on_channels().any(1)
+            allowed[:, events.PROGRAM] = self.channels.any()
             return allowed
         type_ = chosen[:, TYPE]
         is_off = type_ == events.NOTE_OFF
-        introduces = (type_ == events.NOTE_ON) | (type_ == events.PROGRAM)  # an instrument on a channel
+        is_on, is_program = type_ == events.NOTE_ON, type_ == events.PROGRAM
         if field == TIME:
+            allowed[self.after_time_shift, 0] = False
             allowed[type_ == events.TIME_SHIFT, : events.MAX_TIME_SHIFT] = False
         elif field == CHANNEL:
             allowed[is_off] = self.sounding[is_off].any(-1)
-            allowed[introduces] = self.channels
+            allowed[is_program] = self.channels
+            allowed[is_on] = self.note_on_channels()[is_on]
         elif field == INSTRUMENT:
-            melodic = introduces & (chosen[:, CHANNEL] != events.DRUM_CHANNEL)
-            allowed[melodic] = self.programs
+            melodic = is_program & (chosen[:, CHANNEL] != events.DRUM_CHANNEL)
+            allowed[melodic] = self.allowed_programs
+            rows = is_on.nonzero()[:, 0]
+            program = self.programs[rows, chosen[rows, CHANNEL]]
+            allowed[rows] = torch.arange(allowed.shape[1], device=allowed.device) == program.unsqueeze(1)
         elif field == NOTE:
             rows = is_off.nonzero()[:, 0]
             allowed[rows] = self.sounding[rows, chosen[rows, CHANNEL]] > 0

@@ -15,7 +15,7 @@ from midiformer.common import (
     positive_int,
 )
 from midiformer.data.augment import AUGMENTS
-from midiformer.model import validate_model_config
+from midiformer.model import LIKELIHOODS, validate_model_config
 from midiformer.train.distributed import check_batch_split
 from midiformer.train.precision import PRECISIONS
 from midiformer.train.swa import SWAS
@@ -60,3 +60,4 @@ def validate_config(cfg: DictConfig) -> None:
     check_batch_split(cfg, world_size=1)  # train() checks again once it knows the world size
     for registry, node in ((PRECISIONS, cfg.trainer.precision), (SWAS, cfg.optim.swa), (AUGMENTS, cfg.data.augment)):
         registry.get(node.name)
+    LIKELIHOODS.get(cfg.model.likelihood)

@@ -30,9 +30,9 @@ from midiformer import provenance
 from midiformer.codec import events
 from midiformer.common import CONF_DIR, TrainingError, exit_on_user_error, pick_device
 from midiformer.data.augment import AUGMENTS
-from midiformer.data.dataset import eval_batches, split_inputs_targets, train_batch
+from midiformer.data.dataset import eval_batches, train_batch
 from midiformer.data.store import Store, prepare_store
-from midiformer.model import MidiGPT, loss_from, masked_field_losses
+from midiformer.model import LIKELIHOODS, MidiGPT, loss_from, masked_field_losses
 from midiformer.train import distributed
 from midiformer.train.checkpoint import (
     capture_rng,
@@ -92,6 +92,7 @@ class Trainer:
         self.augment = AUGMENTS.build(cfg.data.augment)
 
         self.model = MidiGPT(cfg.model).to(device)
+        self.likelihood = LIKELIHOODS.build(cfg.model.likelihood)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.trainer.max_steps)
         self.precision = PRECISIONS.build(cfg.trainer.precision, device_type=device.type)
@@ -142,12 +143,13 @@ class Trainer:
             batch = train_batch(self.train_events, self.train_offsets, self.step * accum + micro, seed=cfg.seed,
                                 batch_size=cfg.data.batch_size // accum, seq_len=cfg.data.seq_len,
                                 augment=self.augment, rank=self.env.rank, world_size=self.env.world_size)
-            inputs, targets = (t.to(self.device) for t in split_inputs_targets(batch))
+            inputs, targets, start = batch.to(self.device)
+            masks = self.likelihood(inputs, targets, start)
             torch.manual_seed(dropout_seed(cfg.seed, self.step, micro, self.env.rank))
             sync = micro == accum - 1 or not self.env.enabled
             with self.precision.autocast(), (contextlib.nullcontext() if sync else self.train_model.no_sync()):
                 logits = self.train_model(inputs, targets)
-                nats, n_events = masked_field_losses(logits, targets)
+                nats, n_events = masked_field_losses(logits, targets, masks)
                 loss = loss_from(nats, n_events) / accum
             self.precision.scaler.scale(loss).backward()
             totals += torch.stack([*(nats[f].detach().double() for f in events.FIELDS), n_events.double()])
@@ -193,11 +195,12 @@ class Trainer:
             models["val/swa/"] = self.swa.model.module
         for prefix, model in models.items():
             batches = eval_batches(self.val_events, self.cfg.data.eval_batch_size, self.cfg.data.seq_len,
-                                   rank=self.env.rank, world_size=self.env.world_size)
+                                   offsets=self.store.offsets("val"), rank=self.env.rank,
+                                   world_size=self.env.world_size)
             if self.cfg.trainer.val_batches:
                 batches = (b for _, b in zip(range(self.cfg.trainer.val_batches), batches))
             nats, n_events, n_notes = evaluate_model(model, batches, device=self.device, precision=self.precision,
-                                                     all_reduce=distributed.all_reduce_sum)
+                                                     likelihood=self.likelihood, all_reduce=distributed.all_reduce_sum)
             seconds = self.store.manifest["splits"]["val"]["seconds"] if n_events == split_rows - 1 else None
             report.update(bits_report(nats, n_events, n_notes, seconds, prefix=prefix))
         return report

@@ -56,20 +56,21 @@ def unigram_report(train_events: np.ndarray, split_events: np.ndarray, seconds: 
 
 
 @torch.no_grad()
-def evaluate_model(model: torch.nn.Module, batches: Iterable[torch.Tensor], *, device: torch.device,
-                   precision, all_reduce=lambda tensor: tensor) -> tuple[dict[str, float], int, int]:
-    """Summed nats per field, target events and target notes over `batches` (all ranks together)."""
-    from midiformer.data.dataset import split_inputs_targets
+def evaluate_model(model: torch.nn.Module, batches: Iterable, *, device: torch.device, precision,
+                   likelihood, all_reduce=lambda tensor: tensor) -> tuple[dict[str, float], int, int]:
+    """Summed nats per field, target events and target notes over `batches` (the dataset's Batch; all ranks
+    together); `likelihood`: a LIKELIHOODS entry (the masks of the values the past allows, or None)."""
     from midiformer.model.loss import masked_field_losses
 
     was_training = model.training
     model.eval()
     totals = torch.zeros(len(events.FIELDS) + 2, dtype=torch.float64, device=device)
     for batch in batches:
-        inputs, targets = (t.to(device) for t in split_inputs_targets(batch))
+        inputs, targets, start = batch.to(device)
         with precision.autocast():
             logits = model(inputs, targets)
-        nats, n_events = masked_field_losses({k: v.float() for k, v in logits.items()}, targets)
+        masks = likelihood(inputs, targets, start)
+        nats, n_events = masked_field_losses({k: v.float() for k, v in logits.items()}, targets, masks)
         totals[:-2] += torch.stack([nats[f].double() for f in events.FIELDS])
         totals[-2] += n_events.double()
         totals[-1] += (targets[..., 0] == events.NOTE_ON).sum()

@@ -16,7 +16,7 @@ TYPE, TIME, CHANNEL, NOTE, VELOCITY = (events.COLUMN[f] for f in ("type", "time"
 def windows(small_store) -> list[np.ndarray]:
     """256-row windows of real music, drums included."""
     rows, offsets = small_store.events("train"), small_store.offsets("train")
-    batches = [train_batch(rows, offsets, step, seed=0, batch_size=16, seq_len=255).numpy() for step in range(4)]
+    batches = [train_batch(rows, offsets, step, seed=0, batch_size=16, seq_len=255).rows.numpy() for step in range(4)]
     found = list(np.concatenate(batches))
     assert any((w[:, CHANNEL] == events.DRUM_CHANNEL).any() for w in found)
     return found

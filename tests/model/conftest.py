@@ -7,6 +7,7 @@ import torch
 from omegaconf import OmegaConf
 
 from midiformer.codec import events
+from midiformer.data.dataset import mask_targets, split_inputs_targets  # noqa: F401  (re-exported to tests)
 from tests.conftest import CONF_DIR
 
 SONGS = ("openmsx/coconut_run2.mid", "pop909/pop909_235.mid")  # ~1.7k and ~1.5k events; all event types
@@ -28,15 +29,9 @@ def windows(songs: list[np.ndarray], batch: int, length: int, seed: int = 0) -> 
     return torch.from_numpy(np.stack(rows).astype(np.int64))
 
 
-def mask_targets(next_events: torch.Tensor) -> torch.Tensor:
-    """IGNORE where a field does not apply to the event's type (as the dataset does)."""
-    applies = torch.from_numpy(events.APPLIES)[next_events[..., 0].clamp(min=0)]
-    return next_events.masked_fill(~applies, events.IGNORE)
-
-
 def split(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T + 1, F) windows -> inputs (B, T, F), masked targets (B, T, F)."""
-    return batch[:, :-1].clamp(min=0), mask_targets(batch[:, 1:])
+    """(B, T + 1, F) windows -> inputs (B, T, F), masked targets (B, T, F): the dataset's own split."""
+    return split_inputs_targets(batch)
 
 
 def tiny_config(norm: str = "layernorm", init: str = "pytorch", **overrides):

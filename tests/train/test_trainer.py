@@ -145,9 +145,9 @@ def test_nonfinite_loss_stops_the_run_naming_the_step(tiny_cfg, tmp_path, monkey
     real = train_module.masked_field_losses
     calls = {"n": 0}
 
-    def poisoned(logits, targets):
+    def poisoned(logits, targets, masks=None):
         calls["n"] += 1
-        nats, n = real(logits, targets)
+        nats, n = real(logits, targets, masks)
         if calls["n"] == 3:
             nats["note"] = nats["note"] * float("nan")
         return nats, n
