@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 
 from midiformer.common import CONF_DIR, ConfigError, exit_on_user_error, pick_device
 from midiformer.data.dataset import eval_batches
-from midiformer.model.loss import LIKELIHOODS
 from midiformer.data.store import Store, prepare_store
+from midiformer.model.loss import LIKELIHOODS
 from midiformer.train.checkpoint import model_from_checkpoint
 from midiformer.train.metrics import bits_report, evaluate_model, unigram_report
 from midiformer.train.precision import PRECISIONS
