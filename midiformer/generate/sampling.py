@@ -117,7 +117,10 @@ def sample_event(model, h: torch.Tensor, state: SongState, settings: Settings,
         probs = shaped_logits(logits, allowed, settings.fields[k]).softmax(-1)
         value = torch.multinomial(probs, 1, generator=generator)[:, 0]  # the same draws for the same values
         chosen[:, k] = torch.where(applies, value, 0)
-        logprobs[:, k] = torch.where(applies, logits.log_softmax(-1).gather(1, value[:, None])[:, 0], 0.0)
+        # the model's log-probability under the grammar (as model.likelihood=grammar scores it), before any
+        # temperature or top-k/top-p shaping
+        grammar_logprobs = logits.masked_fill(~allowed, -torch.inf).log_softmax(-1)
+        logprobs[:, k] = torch.where(applies, grammar_logprobs.gather(1, value[:, None])[:, 0], 0.0)
     return chosen, logprobs
 
 
