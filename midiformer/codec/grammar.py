@@ -42,10 +42,12 @@ KEYS = 16 * 128  # (channel, pitch) pairs
 
 @dataclass
 class SongStart:
-    """The state before the first row of each window: sounding (B, 16, 128) note counts, programs (B, 16)."""
+    """The state before the first row of each window: sounding (B, 16, 128) note counts, programs (B, 16),
+    and ticks (B,): the grid tick (since the song's START) of the row before the window."""
 
     sounding: torch.Tensor
     programs: torch.Tensor
+    ticks: torch.Tensor
 
     @staticmethod
     def before(events: np.ndarray, offsets: np.ndarray, starts: np.ndarray) -> SongStart:
@@ -53,12 +55,16 @@ class SongStart:
         song_firsts = np.asarray(offsets)[np.searchsorted(offsets, starts, side="right") - 1]
         sounding = np.zeros((len(starts), KEYS), np.int16)
         programs = np.zeros((len(starts), 16), np.int64)
+        ticks = np.zeros(len(starts), np.int64)
         for i, (first, start) in enumerate(zip(song_firsts, starts)):
-            sounding[i], programs[i] = _state_of(np.asarray(events[first:start]))
-        return SongStart(torch.from_numpy(sounding).view(-1, 16, 128), torch.from_numpy(programs))
+            rows = np.asarray(events[first:start])
+            sounding[i], programs[i] = _state_of(rows)
+            ticks[i] = rows[:, TIME].sum(dtype=np.int64)
+        return SongStart(torch.from_numpy(sounding).view(-1, 16, 128), torch.from_numpy(programs),
+                         torch.from_numpy(ticks))
 
     def to(self, device: torch.device | str) -> SongStart:
-        return SongStart(self.sounding.to(device), self.programs.to(device))
+        return SongStart(self.sounding.to(device), self.programs.to(device), self.ticks.to(device))
 
 
 def _state_of(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,6 +79,16 @@ def _state_of(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         last = len(program_rows) - 1 - np.unique(program_rows[::-1, CHANNEL], return_index=True)[1]
         programs[program_rows[last, CHANNEL]] = program_rows[last, INSTRUMENT]
     return sounding, programs
+
+
+def onset_ticks(inputs: torch.Tensor, start_ticks: torch.Tensor | None = None) -> torch.Tensor:
+    """The grid tick (since its song's START) of each input row (B, T); start_ticks (B,): that of the row
+    before the window (None: the window begins a song)."""
+    total = inputs[..., TIME].cumsum(dim=1)
+    last_start = _last_index(inputs[..., TYPE] == START)
+    since_start = total - total.gather(1, last_start.clamp(min=0))
+    before = 0 if start_ticks is None else start_ticks.view(-1, 1)
+    return torch.where(last_start >= 0, since_start, total + before)
 
 
 def _last_index(flags: torch.Tensor) -> torch.Tensor:

@@ -138,11 +138,13 @@ class ContextWindow:
         """h (B, d) after rows[:, :end], the model seeing at most max_seq_len of them."""
         if end - self.start > self.model.max_seq_len:  # full: jump, and the cache starts again
             self.start, self.cache = end - (self.model.max_seq_len - self.slide), None
+        # the grid tick of the row before the window (rows[:, 0] is the song's START: the sum of the gaps)
+        ticks = self.rows[:, :self.start, TIME].sum(1) if self.start else None
         if not self.kv_cache:
-            return self.model.hidden(self.rows[:, self.start:end])[:, -1]
+            return self.model.hidden(self.rows[:, self.start:end], start_ticks=ticks)[:, -1]
         if self.cache is None:
             self.cache = self.model.new_kv_cache()
-            return self.model.hidden(self.rows[:, self.start:end], self.cache)[:, -1]
+            return self.model.hidden(self.rows[:, self.start:end], self.cache, start_ticks=ticks)[:, -1]
         return self.model.hidden(self.rows[:, end - 1:end], self.cache)[:, -1]
 
 

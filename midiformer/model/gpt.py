@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from midiformer.codec.events import FIELDS, VOCAB
+from midiformer.codec.grammar import onset_ticks
 from midiformer.common import ConfigError
 from midiformer.model.heads import HEADS
 from midiformer.model.init import EMBEDDING_INITS, INITS
@@ -26,6 +27,7 @@ from midiformer.model.norms import NORMS
 from midiformer.registry import Registry
 
 POSITIONS = ("learned", "rope")
+BEATS_PER_BAR = 4  # the codec keeps no time signature: 4/4, the common case, for the bar-position input
 NORM_POSITIONS = ("pre", "post")
 
 
@@ -69,10 +71,12 @@ class LayerCache:
 
 
 class KVCache:
-    """The caches of every block; len() = events already seen (the position of the next one)."""
+    """The caches of every block; len() = events already seen (the position of the next one), and the
+    grid tick of the last of them (for the beat-phase input)."""
 
     def __init__(self, n_layer: int, max_seq_len: int):
         self.layers = [LayerCache(max_seq_len) for _ in range(n_layer)]
+        self.ticks: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.layers[0].length
@@ -161,6 +165,12 @@ class MidiGPT(nn.Module):
         make_norm = lambda: NORMS.build(cfg.norm, d_model=cfg.d_model)  # noqa: E731
 
         self.embed = nn.ModuleList(nn.Embedding(VOCAB[name], cfg.d_model) for name in FIELDS)
+        # Where each row falls in the beat and in a 4-beat bar (from the running sum of the time gaps):
+        # the metrical position that REMI spells out as Bar/Position tokens, given to the model directly.
+        self.ticks_per_beat = cfg.ticks_per_beat if cfg.get("beat_phase") else None
+        if self.ticks_per_beat:
+            self.beat_phase_embed = nn.Embedding(self.ticks_per_beat, cfg.d_model)
+            self.bar_beat_embed = nn.Embedding(BEATS_PER_BAR, cfg.d_model)
         self.embed_norm = make_norm().embedding_norm()
         self.pos_embed = nn.Embedding(cfg.max_seq_len, cfg.d_model) if cfg.pos == "learned" else None
         if cfg.pos == "rope":
@@ -179,14 +189,24 @@ class MidiGPT(nn.Module):
     def new_kv_cache(self) -> KVCache:
         return KVCache(len(self.blocks), self.max_seq_len)
 
-    def hidden(self, inputs: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
+    def hidden(self, inputs: torch.Tensor, kv_cache: KVCache | None = None,
+               start_ticks: torch.Tensor | None = None) -> torch.Tensor:
         """inputs (B, T, F) -> final hidden states (B, T, d); row t sees events 0..t only.
-        With a kv_cache, inputs are the events that follow the cached ones (positions shift by its length)."""
+        With a kv_cache, inputs are the events that follow the cached ones (positions shift by its length).
+        start_ticks (B,): grid tick of the row before inputs[:, 0] (None: inputs begin a song, or follow the cache)."""
         start = len(kv_cache) if kv_cache is not None else 0
         end = start + inputs.shape[1]
         if end > self.max_seq_len:
             raise ValueError(f"sequence of {end} events is longer than model.max_seq_len={self.max_seq_len}")
         x = self.embed_norm(sum(table(inputs[..., k]) for k, table in enumerate(self.embed)))
+        if self.ticks_per_beat:
+            if start_ticks is None and kv_cache is not None:
+                start_ticks = kv_cache.ticks
+            ticks = onset_ticks(inputs, start_ticks)
+            if kv_cache is not None:
+                kv_cache.ticks = ticks[:, -1]
+            beat = ticks.div(self.ticks_per_beat, rounding_mode="floor")
+            x = x + self.beat_phase_embed(ticks % self.ticks_per_beat) + self.bar_beat_embed(beat % BEATS_PER_BAR)
         rope = None
         if self.pos_embed is not None:
             x = x + self.pos_embed.weight[start:end]
@@ -198,10 +218,11 @@ class MidiGPT(nn.Module):
             x = block(x, rope, cache)
         return self.final_norm(x)
 
-    def forward(self, inputs: torch.Tensor, targets: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor | None = None,
+                start_ticks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """inputs (B, T, F) events, targets (B, T, F) the next events (IGNORE-masked; cascade heads
-        are teacher-forced on them) -> {field: logits (B, T, V_field)} for the next event."""
-        return self.heads(self.hidden(inputs), targets)
+        are teacher-forced on them), start_ticks (B,) see hidden -> {field: logits (B, T, V_field)}."""
+        return self.heads(self.hidden(inputs, start_ticks=start_ticks), targets)
 
     def field_logits(self, h_last: torch.Tensor, field_index: int, chosen_so_far: torch.Tensor | None = None) -> torch.Tensor:
         """For a sampler: h_last (B, d) from hidden(...)[:, -1], chosen_so_far (B, k) the values already
@@ -236,6 +257,8 @@ def validate_model_config(model_cfg: Any) -> None:
         raise ConfigError(f"model.d_model={cfg.d_model} must be divisible by model.n_head={cfg.n_head}")
     if cfg.pos == "rope" and (cfg.d_model // cfg.n_head) % 2 != 0:
         raise ConfigError(f"model.pos=rope needs an even head size; d_model / n_head = {cfg.d_model // cfg.n_head}")
+    if cfg.get("beat_phase") and (not isinstance(cfg.get("ticks_per_beat"), int) or cfg.ticks_per_beat <= 0):
+        raise ConfigError(f"model.beat_phase=true needs model.ticks_per_beat (the codec grid), got {cfg.get('ticks_per_beat')!r}")
     if not isinstance(cfg.get("dropout"), (int, float)) or not 0 <= cfg.dropout < 1:
         raise ConfigError(f"model.dropout={cfg.get('dropout')!r} must be in [0, 1)")
     for key, allowed in (("pos", POSITIONS), ("norm_position", NORM_POSITIONS)):

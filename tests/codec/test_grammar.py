@@ -76,3 +76,16 @@ def test_a_start_row_resets_the_programs():
     assert masks["instrument"][0, 4].nonzero().flatten().tolist() == [0]
     assert masks["type"][0, 3].nonzero().flatten().tolist() == [events.START]  # after END comes START
     assert not masks["type"][0, [0, 1, 2, 4], events.START].any()
+
+
+def test_onset_ticks_of_a_window_cut_mid_song_are_the_songs_grid_ticks(corpus):
+    """The beat-phase input counts each row's grid tick from the running time gaps, across a window cut
+    anywhere and across the START of the next song."""
+    rows, offsets = corpus
+    cut, length = int(offsets[5]) + 300, 4 * WINDOW  # crosses into the songs after the sixth
+    window = torch.from_numpy(rows[cut:cut + length].astype(np.int64))[None]
+    ticks = grammar.onset_ticks(window, grammar.SongStart.before(rows, offsets, np.array([cut])).ticks)[0].numpy()
+    songs = [(int(a), int(b)) for a, b in zip(offsets[:-1], offsets[1:]) if b > cut and a < cut + length]
+    assert len(songs) > 1
+    expected = np.concatenate([events.grid_ticks(rows[a:b]) for a, b in songs])[cut - songs[0][0]:][:length]
+    np.testing.assert_array_equal(ticks, expected)
