@@ -63,3 +63,29 @@ def test_an_all_padding_batch_gives_zero_not_nan():
     targets = torch.full((1, 4, len(events.FIELDS)), events.IGNORE)
     assert loss_from(*masked_field_losses(random_logits(1, 4), targets)).item() == 0.0
 
+
+
+def test_grammar_masked_nats_are_the_renormalised_cross_entropy(songs):
+    """With masks, each field's cost is -log(exp l[x] / sum over the allowed values of exp l[v]), computed
+    here value by value; a field whose mask allows one value costs nothing."""
+    _, targets = split(windows(songs, batch=2, length=24))
+    masks = {name: torch.rand(2, 24, size) < 0.3 for name, size in events.VOCAB.items()}  # any masks will do
+    for k, name in enumerate(events.FIELDS):  # ... that allow the target, as the grammar's always do
+        target = targets[..., k].clamp(min=0)
+        masks[name].scatter_(-1, target.unsqueeze(-1), True)
+    masks["instrument"][:] = False
+    masks["instrument"].scatter_(-1, targets[..., 3].clamp(min=0).unsqueeze(-1), True)
+    logits = random_logits(2, 24)
+    nats, n = masked_field_losses(logits, targets, masks)
+    for k, name in enumerate(events.FIELDS):
+        expected = 0.0
+        for b, t in itertools.product(range(2), range(24)):
+            value = int(targets[b, t, k])
+            if value == events.IGNORE:
+                continue
+            allowed = masks[name][b, t].nonzero().flatten()
+            expected += -(logits[name][b, t, value] - torch.logsumexp(logits[name][b, t, allowed], 0)).item()
+        assert math.isclose(nats[name].item(), expected, rel_tol=1e-5, abs_tol=1e-6), name
+    assert nats["instrument"].item() == 0.0
+    free, _ = masked_field_losses(logits, targets)
+    assert all(nats[name] <= free[name] + 1e-6 for name in events.FIELDS)
