@@ -21,7 +21,7 @@ def test_teacher_forced_logprobs_equal_step_by_step_ones(songs, heads):
     equals log p when the rows are fed one field at a time through field_logits and SongState.allowed
     (generation)."""
     torch.manual_seed(0)
-    model = MidiGPT(tiny_config(heads=heads)).eval()
+    model = MidiGPT(tiny_config(heads=heads, beat_phase=True)).eval()
     song = torch.from_numpy(np.asarray(songs[0][:LENGTH + 1], np.int64))[None]
     inputs, targets = split_inputs_targets(song)
     masks = grammar.field_masks(inputs, targets, grammar.SongStart.before(song[0].numpy(), np.array([0, 1]),
