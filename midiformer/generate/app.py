@@ -91,7 +91,8 @@ def memorisation_index(cfg: DictConfig, run_cfg: DictConfig, checkpoint: Path) -
     try:
         return MemorisationIndex(store, cfg.memorisation.ngram, cfg.memorisation.stride, max_hits=cfg.memorisation.max_hits)
     except FileNotFoundError as error:
-        raise ConfigError(f"memorisation.store: {error}; give memorisation.store=DIR or memorisation.enabled=false")
+        raise ConfigError(f"memorisation.store: {error}; give memorisation.store=DIR or memorisation.enabled=false") \
+            from None
 
 
 def generate(cfg: DictConfig, out_dir: str | Path) -> list[Path]:

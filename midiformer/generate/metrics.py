@@ -204,7 +204,7 @@ def continuation_report(primer_rows: np.ndarray, continuation_rows: np.ndarray, 
 
     A note sounding at the hand-over belongs to the primer. The real continuation is cut to the
     model's continuation's length in ticks (its notes ending later are cut there), so both parts
-    cover the same stretch of music."""
+    cover the same stretch of music: from the hand-over to the continuation's last event."""
     song = np.concatenate([primer_rows, continuation_rows])
     handover = int(events.grid_ticks(primer_rows)[-1])
     notes = notes_of_rows(song)  # in the order of their note-on rows: the primer's come first
@@ -228,9 +228,10 @@ def continuation_report(primer_rows: np.ndarray, continuation_rows: np.ndarray, 
 
 
 def real_continuation_notes(real_rows: np.ndarray, length: int) -> Notes:
-    """The notes of the song after the cut that start within `length` ticks, cut at `length`."""
+    """The notes of the song after the cut that start by tick `length` (the continuation's last), cut there
+    (as the continuation's notes still sounding at its end are)."""
     notes = notes_of_rows(real_rows)
-    notes = notes.select(notes.onset < length)
+    notes = notes.select(notes.onset <= length)
     notes.offset = np.minimum(notes.offset, length)
     return notes
 
