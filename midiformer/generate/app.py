@@ -54,6 +54,8 @@ CHECKS = [
     ("whistle.pitch", lambda v: isinstance(v, int) and 0 <= v < 128, "a MIDI pitch 0-127"),
     ("whistle.seconds", positive, "a number > 0"),
     ("primers", lambda v: v is None or (isinstance(v, str) and v != ""), "null or a folder of MIDI files"),
+    ("seeds", lambda v: v is None or (len(v) > 0 and all(isinstance(x, int) and x >= 0 for x in v)),
+     "null or a list of integers >= 0, e.g. [0,1]"),
     ("memorisation.ngram", lambda v: positive_int(v) and v >= 2, "an integer >= 2"),
     ("memorisation.stride", positive_int, "a positive integer"),
     ("memorisation.max_hits", positive_int, "a positive integer"),

@@ -15,7 +15,7 @@ from midiformer.generate.pianoroll import save_pianoroll
 
 
 def write_sample(stem: Path, cut: primer.Cut, sample: sampling.Sample, cfg: DictConfig, ticks_per_beat: int,
-                 synth, index: MemorisationIndex | None, source: str) -> dict:
+                 synth, index: MemorisationIndex | None, source: str, seed: int | None = None) -> dict:
     """stem.mid, .png, .json (and .wav) for one sample; returns the JSON's report."""
     start = cut.primer
     continuation, logprobs = sampling.closed(sample)
@@ -31,6 +31,7 @@ def write_sample(stem: Path, cut: primer.Cut, sample: sampling.Sample, cfg: Dict
     save_pianoroll(mid, stem.with_suffix(".png"), int(events.grid_ticks(start)[-1]),
                    whistle.channel if whistle else None, title=f"{stem.name}: {source} + model")
     report = sample_report(cfg, start, continuation, logprobs, whistle, ticks_per_beat)
+    report["seed"] = cfg.seed if seed is None else seed  # the generator's seed of this sample's batch
     report["metrics"] = metrics.continuation_report(start, continuation, cut.rest if len(cut.rest) else None,
                                                     ticks_per_beat)
     report["memorisation"] = memorisation_report(index, song, start)

@@ -25,15 +25,17 @@ from midiformer.generate import metrics, primer, sampling
 from midiformer.generate.outputs import write_sample
 
 MIDI_SUFFIXES = (".mid", ".midi")
-# (summary key, where it is in a sample's report, what it says) — the rows of the table, in order
-ROWS = [*((f"{name}", ("metrics", "{part}", name)) for name in metrics.PART_METRICS),
-        *((f"{name}_to_primer", ("metrics", "{part}_vs_primer", name)) for name in metrics.COMPARISONS),
-        ("pitch_class_distance_to_real", ("metrics", "continuation_vs_real", "pitch_class_distance")),
-        ("onset_grid_distance_to_real", ("metrics", "continuation_vs_real", "onset_grid_distance")),
-        ("tempo_ratio", ("metrics", "tempo", "tempo_ratio")),
-        ("longest_copied_run", ("memorisation", "longest_run")),
-        ("share_in_copied_runs", ("memorisation", "share_in_runs"))]
 COLUMNS = ("primer", "real", "model", "untrained")
+SAMPLED = ("model", "untrained")  # the columns of continuations a model made
+# (summary row, where it is in a sample's report ({part}: the column's part), the columns it applies to)
+ROWS = [*((name, ("metrics", "{part}", name), COLUMNS) for name in metrics.PART_METRICS),
+        *((f"{name}_to_primer", ("metrics", "{part}_vs_primer", name), ("real", *SAMPLED))
+          for name in metrics.COMPARISONS),
+        ("pitch_class_distance_to_real", ("metrics", "continuation_vs_real", "pitch_class_distance"), SAMPLED),
+        ("onset_grid_distance_to_real", ("metrics", "continuation_vs_real", "onset_grid_distance"), SAMPLED),
+        ("tempo_ratio", ("metrics", "tempo", "tempo_ratio"), SAMPLED),
+        ("longest_copied_run", ("memorisation", "longest_run"), SAMPLED),
+        ("share_in_copied_runs", ("memorisation", "share_in_runs"), SAMPLED)]
 
 
 def primer_files(folder: str | Path) -> list[Path]:
@@ -61,20 +63,21 @@ def continue_primers(model, files: list[Path], cfg: DictConfig, settings: sampli
     """Every sample's report (metrics, memorisation) for one primer cut from each file; a file that
     cannot give a primer (not MIDI, too short, longer than the context) is listed in `skipped`."""
     reports = []
+    seeds = list(cfg.seeds) if cfg.seeds is not None else [cfg.seed]
     for path in files:
         try:
             cut = primer.load_cut(path, settings.ticks_per_beat, seconds=cfg.primer.seconds,
                                   n_events=cfg.primer.events, start_seconds=cfg.primer.start_seconds)
-            samples = sampling.sample(model, cut.primer, settings, seed=cfg.seed)
+            samples = [(seed, sample) for seed in seeds for sample in sampling.sample(model, cut.primer, settings, seed)]
         except USER_ERRORS as error:
             if not any(s["file"] == str(path) for s in skipped):
                 print(f"skipped {path}: {error}")
                 skipped.append({"file": str(path), "reason": str(error)})
             continue
-        for i, sample in enumerate(samples):
+        for i, (seed, sample) in enumerate(samples):
             report = write_sample(out_dir / path.stem / f"sample_{i:02d}", cut, sample, cfg, settings.ticks_per_beat,
-                                  synth, index, path.name)
-            reports.append({"primer": str(path), "sample": i, "metrics": report["metrics"],
+                                  synth, index, path.name, seed=seed)
+            reports.append({"primer": str(path), "sample": i, "seed": seed, "metrics": report["metrics"],
                             "memorisation": report["memorisation"]})
     return reports
 
@@ -88,19 +91,15 @@ def _lookup(report: dict, where: tuple[str, ...], part: str):
 
 def summarise(reports_by_model: dict[str, list[dict]]) -> dict:
     """mean, std (over primers x samples; ddof 0) and n per row and column. The primer and the real
-    continuation are counted once per sample too, so every column averages over the same songs."""
-    first = next(iter(reports_by_model.values()), [])
+    continuation are read from the model's samples, once per sample, so that every column averages over
+    the same songs (the real continuation is cut to each sample's length)."""
     sources = {"primer": ("model", "primer"), "real": ("model", "real")}
     sources.update({name: (name, "continuation") for name in reports_by_model})
     table: dict[str, dict[str, dict]] = {}
-    for row, where in ROWS:
+    for row, where, columns in ROWS:
         table[row] = {}
         for column, (model_name, part) in sources.items():
-            if model_name not in reports_by_model or (column in ("primer", "real") and not first):
-                continue
-            if part == "primer" and row.endswith("_to_primer") or where[0] == "memorisation" and part != "continuation":
-                continue
-            if part == "real" and row.endswith("_to_real"):
+            if column not in columns or model_name not in reports_by_model:
                 continue
             values = [_lookup(r, where, part) for r in reports_by_model[model_name]]
             values = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
@@ -114,6 +113,8 @@ def summary_table(table: dict) -> str:
     names = {"primer": "primer", "real": "real continuation", "model": "model", "untrained": "untrained model"}
     lines = ["| metric | " + " | ".join(names[c] for c in columns) + " |", "|---|" + "---|" * len(columns)]
     for row, cells in table.items():
+        if not cells:
+            continue  # e.g. drum durations of songs without drums
         shown = [f"{cells[c]['mean']:.3f} ± {cells[c]['std']:.3f}" if c in cells else "" for c in columns]
         lines.append(f"| {row} | " + " | ".join(shown) + " |")
     return "\n".join(lines) + "\n"
@@ -130,8 +131,10 @@ def run_primers(model, model_cfg: DictConfig, cfg: DictConfig, settings: samplin
     if not reports["model"]:
         raise ConfigError(f"primers={cfg.primers}: no file gave a primer ({len(skipped)} skipped; see above)")
     table = summarise(reports)
-    summary = {"primers": len({r["primer"] for r in reports["model"]}), "samples_per_primer": settings.num_samples,
-               "seed": cfg.seed, "ticks_per_beat": settings.ticks_per_beat, "checkpoint": str(cfg.checkpoint),
+    seeds = list(cfg.seeds) if cfg.seeds is not None else [cfg.seed]
+    summary = {"primers": len({r["primer"] for r in reports["model"]}),
+               "samples_per_primer": settings.num_samples * len(seeds), "seeds": seeds,
+               "ticks_per_beat": settings.ticks_per_beat, "checkpoint": str(cfg.checkpoint),
                "skipped": skipped, "table": table, "samples": reports}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out_dir / "summary.md").write_text(summary_table(table))

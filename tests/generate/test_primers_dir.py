@@ -15,7 +15,7 @@ from tests.generate.conftest import generate_cfg
 from tests.train.conftest import CORPUS
 
 SONGS = ("coconut_run2.mid", "chuggachugga.mid", "tttheme2.mid")
-OPTIONS = ("primer.seconds=1.5", "n_events=60", "allow_end=false", "num_samples=2", "seed=3")
+OPTIONS = ("primer.seconds=1.5", "n_events=60", "allow_end=false", "num_samples=1", "seeds=[3,4]")
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +37,13 @@ def scored(trained_checkpoint, primers_dir, tmp_path_factory):
 @pytest.mark.slow  # two models x 3 songs x 2 samples, each written as MIDI, PNG, JSON and WAV
 def test_every_song_gives_samples_with_metrics_and_memorisation(scored):
     out, summary = scored
-    assert summary["primers"] == 3 and summary["samples_per_primer"] == 2
+    assert summary["primers"] == 3 and summary["samples_per_primer"] == 2 and summary["seeds"] == [3, 4]
     assert [s["file"].rsplit("/", 1)[-1] for s in summary["skipped"]] == ["broken.mid"]
     for model in ("model", "untrained"):
         for song in SONGS:
             for i in range(2):
                 report = json.loads((out / model / song.removesuffix(".mid") / f"sample_{i:02d}.json").read_text())
+                assert report["seed"] == [3, 4][i]
                 assert report["metrics"]["real"]["notes"] > 0  # the song's real continuation was measured
                 assert report["metrics"]["continuation"]["notes"] >= 0
                 assert 0 <= report["memorisation"]["longest_run"] <= report["memorisation"]["notes"]
@@ -62,6 +63,8 @@ def test_the_summary_is_the_mean_and_std_of_the_samples(scored):
         assert table["polyphony"][column]["n"] == len(values)
         assert table["polyphony"][column]["mean"] == pytest.approx(np.mean(values))
         assert table["polyphony"][column]["std"] == pytest.approx(np.std(values))
+    assert set(table["tempo_ratio"]) == set(table["longest_copied_run"]) == {"model", "untrained"}
+    assert set(table["pitch_class_distance_to_primer"]) == {"real", "model", "untrained"}
     markdown = (out / "summary.md").read_text()
     assert "| chord_rate |" in markdown and "untrained model" in markdown
     # The trained model learnt something the untrained one did not: it keeps the songs' instruments.
