@@ -34,19 +34,28 @@ def write_sample(stem: Path, cut: primer.Cut, sample: sampling.Sample, cfg: Dict
     report["seed"] = cfg.seed if seed is None else seed  # the generator's seed of this sample's batch
     report["metrics"] = metrics.continuation_report(start, continuation, cut.rest if len(cut.rest) else None,
                                                     ticks_per_beat)
-    report["memorisation"] = memorisation_report(index, song, start)
+    report["memorisation"] = memorisation_report(index, song, start, cut.rest, continuation)
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     if synth is not None:
         audio.render_wav(mid, stem.with_suffix(".wav"), synth)
     return report
 
 
-def memorisation_report(index: MemorisationIndex | None, song: np.ndarray, start: np.ndarray) -> dict | None:
-    """The memorisation check of the continuation's notes (their first gap from the primer's last note)."""
+def memorisation_report(index: MemorisationIndex | None, song: np.ndarray, start: np.ndarray, rest: np.ndarray,
+                        continuation: np.ndarray) -> dict | None:
+    """The memorisation check of the continuation's notes (their first gap from the primer's last note),
+    and under `real_continuation` the same for the song's real continuation over the same ticks: how
+    much a song the model never saw shares with the training songs anyway (a reference)."""
     if index is None:
         return None
-    tokens = note_tokens(song)
-    return index.check(tokens[events.count_notes(start):])
+    primer_notes = events.count_notes(start)
+    report = index.check(note_tokens(song)[primer_notes:])
+    if len(rest):
+        length = int(events.grid_ticks(continuation)[-1]) if len(continuation) else 0
+        real_notes = len(metrics.real_continuation_notes(rest, length))
+        real_tokens = note_tokens(np.concatenate([start, rest]))[primer_notes:primer_notes + real_notes]
+        report["real_continuation"] = index.check(real_tokens)
+    return report
 
 
 def sample_report(cfg: DictConfig, start: np.ndarray, continuation: np.ndarray, logprobs: np.ndarray,

@@ -34,8 +34,8 @@ ROWS = [*((name, ("metrics", "{part}", name), COLUMNS) for name in metrics.PART_
         ("pitch_class_distance_to_real", ("metrics", "continuation_vs_real", "pitch_class_distance"), SAMPLED),
         ("onset_grid_distance_to_real", ("metrics", "continuation_vs_real", "onset_grid_distance"), SAMPLED),
         ("tempo_ratio", ("metrics", "tempo", "tempo_ratio"), SAMPLED),
-        ("longest_copied_run", ("memorisation", "longest_run"), SAMPLED),
-        ("share_in_copied_runs", ("memorisation", "share_in_runs"), SAMPLED)]
+        ("longest_copied_run", ("memorisation", "{part}", "longest_run"), ("real", *SAMPLED)),
+        ("share_in_copied_runs", ("memorisation", "{part}", "share_in_runs"), ("real", *SAMPLED))]
 
 
 def primer_files(folder: str | Path) -> list[Path]:
@@ -83,9 +83,14 @@ def continue_primers(model, files: list[Path], cfg: DictConfig, settings: sampli
 
 
 def _lookup(report: dict, where: tuple[str, ...], part: str):
+    """The value at `where` in a sample's report; "{part}" names the column's part. The memorisation
+    check is the continuation's own dict, with the real continuation's inside it."""
     value = report
     for key in where:
-        value = value.get(key.format(part=part)) if isinstance(value, dict) else None
+        if key == "{part}" and where[0] == "memorisation":
+            key = "real_continuation" if part == "real" else None
+        if key is not None:
+            value = value.get(key.format(part=part)) if isinstance(value, dict) else None
     return value
 
 
