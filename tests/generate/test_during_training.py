@@ -57,3 +57,21 @@ def test_sampling_does_not_change_the_training(runs):
     strip = lambda rows: [{k: v for k, v in r.items() if k != "events_per_s"} for r in rows]  # noqa: E731
     assert strip(read_metrics(sampled)) == strip(read_metrics(plain))
     assert np.isfinite([r["train/loss"] for r in read_metrics(sampled) if "train/loss" in r]).all()
+
+
+def test_samples_go_to_wandb_offline(runs, tmp_path):
+    """MetricSinks.log_media with W&B in offline mode: the piano roll and the audio land in the run's media."""
+    from omegaconf import OmegaConf
+
+    from midiformer.train.metrics import MetricSinks
+
+    sampled, _ = runs
+    logger = OmegaConf.create({"tensorboard": False, "progress": False,
+                               "wandb": {"mode": "offline", "project": "midiformer-test", "entity": None, "tags": []}})
+    sinks = MetricSinks(tmp_path, logger, {"test": True})
+    wav = sampled / "samples" / "step_000004.wav"
+    sinks.log_media(4, "sample", sampled / "samples" / "step_000004.png", wav if wav.exists() else None,
+                    {"sample/chord_rate": 0.5})
+    sinks.close()
+    media = {p.suffix for p in tmp_path.glob("wandb/offline-run-*/files/media/**/*") if p.is_file()}
+    assert ".png" in media and (".wav" in media or not wav.exists())
