@@ -85,16 +85,15 @@ def memorisation_index(cfg: DictConfig, run_cfg: DictConfig, checkpoint: Path) -
     if not cfg.memorisation.enabled:
         return None
     store = cfg.memorisation.store
+    if store is not None and not (Path(store) / MANIFEST).is_file():
+        raise ConfigError(f"memorisation.store={store}: not a prepared store (no {MANIFEST}); "
+                          f"give a folder python -m midiformer.prepare made, or memorisation.enabled=false")
     summary = checkpoint.resolve().parent.parent / "summary.json"
     if store is None and summary.is_file():
         store = json.loads(summary.read_text()).get("store")
     if store is None or not (Path(store) / MANIFEST).is_file():
-        store = prepare_store(run_cfg.data)
-    try:
-        return MemorisationIndex(store, cfg.memorisation.ngram, cfg.memorisation.stride, max_hits=cfg.memorisation.max_hits)
-    except FileNotFoundError as error:
-        raise ConfigError(f"memorisation.store: {error}; give memorisation.store=DIR or memorisation.enabled=false") \
-            from None
+        store = prepare_store(run_cfg.data)  # the run's data: found again, or prepared once
+    return MemorisationIndex(store, cfg.memorisation.ngram, cfg.memorisation.stride, max_hits=cfg.memorisation.max_hits)
 
 
 def generate(cfg: DictConfig, out_dir: str | Path) -> list[Path]:

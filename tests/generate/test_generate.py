@@ -168,6 +168,9 @@ BAD_INPUTS = {
     "primer longer than the context": (["primer.file={song}", "primer.seconds=60"], "more than the context"),
     "unknown instrument": (["instruments=[0,banjo]"], "'banjo' is unknown"),
     "bad option": (["n_events=0"], "n_events=0 must be"),
+    "bad seeds": (["seeds=[-1]"], "seeds=[-1] must be"),
+    "bad memorisation option": (["memorisation.ngram=1"], "memorisation.ngram=1 must be"),
+    "memorisation store that is not one": (["memorisation.store=/no/such/store"], "not a prepared store"),
 }
 
 
