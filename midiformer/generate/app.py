@@ -120,10 +120,15 @@ def generate(cfg: DictConfig, out_dir: str | Path) -> list[Path]:
         samples = sampling.sample(model, cut.primer, settings, seed=cfg.seed)
         out_dir.mkdir(parents=True, exist_ok=True)
         source = Path(cfg.primer.file).name if cfg.primer.file else "no primer"
-        written = []
+        written, reports = [], []
         for i, sample in enumerate(samples):
-            write_sample(out_dir / f"sample_{i:02d}", cut, sample, cfg, ticks_per_beat, synth, index, source)
+            report = write_sample(out_dir / f"sample_{i:02d}", cut, sample, cfg, ticks_per_beat, synth, index, source)
+            reports.append({"primer": source, "sample": i, "seed": cfg.seed, "metrics": report["metrics"],
+                            "memorisation": report["memorisation"]})
             written.append(out_dir / f"sample_{i:02d}.mid")
+        scoring.write_summary(out_dir, {"model": reports}, {"primers": 1, "samples_per_primer": len(samples),
+                                                            "seeds": [cfg.seed], "ticks_per_beat": ticks_per_beat,
+                                                            "checkpoint": str(cfg.checkpoint), "skipped": []})
     if synth is None:
         print(audio.HOW_TO_GET_AUDIO)
     print(f"{len(written)} sample(s) written to {out_dir.resolve()}")

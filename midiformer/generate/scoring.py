@@ -135,12 +135,17 @@ def run_primers(model, model_cfg: DictConfig, cfg: DictConfig, settings: samplin
                                                 out_dir / "untrained", synth, index, skipped)
     if not reports["model"]:
         raise ConfigError(f"primers={cfg.primers}: no file gave a primer ({len(skipped)} skipped; see above)")
-    table = summarise(reports)
     seeds = list(cfg.seeds) if cfg.seeds is not None else [cfg.seed]
-    summary = {"primers": len({r["primer"] for r in reports["model"]}),
-               "samples_per_primer": settings.num_samples * len(seeds), "seeds": seeds,
-               "ticks_per_beat": settings.ticks_per_beat, "checkpoint": str(cfg.checkpoint),
-               "skipped": skipped, "table": table, "samples": reports}
+    return write_summary(out_dir, reports, {"primers": len({r["primer"] for r in reports["model"]}),
+                                            "samples_per_primer": settings.num_samples * len(seeds), "seeds": seeds,
+                                            "ticks_per_beat": settings.ticks_per_beat,
+                                            "checkpoint": str(cfg.checkpoint), "skipped": skipped})
+
+
+def write_summary(out_dir: Path, reports: dict[str, list[dict]], about: dict) -> dict:
+    """summary.json (`about`, the table, every sample's metrics) and summary.md; the table is printed too."""
+    table = summarise(reports)
+    summary = {**about, "table": table, "samples": reports}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out_dir / "summary.md").write_text(summary_table(table))
     print(summary_table(table))
