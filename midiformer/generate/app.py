@@ -3,9 +3,13 @@
     python -m midiformer.generate checkpoint=outputs/.../checkpoints/best.pt primer=song.mid primer.seconds=4
     python -m midiformer.generate checkpoint=... num_samples=4 seconds=30 instruments=[0,33,drums] top_p=0.95
 
+    python -m midiformer.generate checkpoint=... primers=DIR num_samples=2 seconds=8   # one primer per file
+
 Per sample, out_dir gets sample_NN.mid (primer, whistle, continuation: plays in any MIDI player),
-sample_NN.png (piano roll), sample_NN.json (settings, every event with its log-probability) and
-sample_NN.wav when FluidSynth and a General MIDI SoundFont are found. Options: conf/generate.yaml.
+sample_NN.png (piano roll), sample_NN.json (settings, metrics against the primer and the song's real
+continuation, the memorisation check, every event with its log-probability) and sample_NN.wav when
+FluidSynth and a General MIDI SoundFont are found; primers=DIR adds summary.json and summary.md
+(scoring.py). Options: conf/generate.yaml.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from midiformer.codec import events
 from midiformer.common import (
     CONF_DIR,
+    ConfigError,
     check_values,
     exit_on_user_error,
     nonnegative,
@@ -29,8 +34,10 @@ from midiformer.common import (
     positive,
     positive_int,
 )
-from midiformer.generate import audio, primer, sampling
-from midiformer.generate.pianoroll import save_pianoroll
+from midiformer.data.store import MANIFEST, prepare_store
+from midiformer.generate import audio, primer, sampling, scoring
+from midiformer.generate.memorisation import MemorisationIndex
+from midiformer.generate.outputs import write_sample
 from midiformer.train.checkpoint import model_from_checkpoint
 
 CHECKS = [
@@ -46,6 +53,12 @@ CHECKS = [
     ("primer.events", lambda v: v is None or positive_int(v), "null or a positive integer"),
     ("whistle.pitch", lambda v: isinstance(v, int) and 0 <= v < 128, "a MIDI pitch 0-127"),
     ("whistle.seconds", positive, "a number > 0"),
+    ("primers", lambda v: v is None or (isinstance(v, str) and v != ""), "null or a folder of MIDI files"),
+    ("seeds", lambda v: v is None or (len(v) > 0 and all(isinstance(x, int) and x >= 0 for x in v)),
+     "null or a list of integers >= 0, e.g. [0,1]"),
+    ("memorisation.ngram", lambda v: positive_int(v) and v >= 2, "an integer >= 2"),
+    ("memorisation.stride", positive_int, "a positive integer"),
+    ("memorisation.max_hits", positive_int, "a positive integer"),
 ]
 
 
@@ -58,11 +71,29 @@ def settings_from(cfg: DictConfig, ticks_per_beat: int) -> sampling.Settings:
                              ticks_per_beat=ticks_per_beat, fields=fields, progress=cfg.progress)
 
 
-def primer_rows(cfg: DictConfig, ticks_per_beat: int) -> np.ndarray:
+def primer_cut(cfg: DictConfig, ticks_per_beat: int) -> primer.Cut:
+    """The primer (a START row without primer.file) and the song's real continuation after it."""
     if cfg.primer.file is None:
-        return primer.start_row()
-    return primer.load_primer(cfg.primer.file, ticks_per_beat, seconds=cfg.primer.seconds,
-                              n_events=cfg.primer.events, start_seconds=cfg.primer.start_seconds)
+        return primer.Cut(primer.start_row(), np.zeros((0, len(events.FIELDS)), np.int64))
+    return primer.load_cut(cfg.primer.file, ticks_per_beat, seconds=cfg.primer.seconds, n_events=cfg.primer.events,
+                           start_seconds=cfg.primer.start_seconds)
+
+
+def memorisation_index(cfg: DictConfig, run_cfg: DictConfig, checkpoint: Path) -> MemorisationIndex | None:
+    """The training store's index (built once, cached in the store's folder); None when switched off.
+    The store: memorisation.store, else the run folder's summary.json says, else the run's data config."""
+    if not cfg.memorisation.enabled:
+        return None
+    store = cfg.memorisation.store
+    if store is not None and not (Path(store) / MANIFEST).is_file():
+        raise ConfigError(f"memorisation.store={store}: not a prepared store (no {MANIFEST}); "
+                          f"give a folder python -m midiformer.prepare made, or memorisation.enabled=false")
+    summary = checkpoint.resolve().parent.parent / "summary.json"
+    if store is None and summary.is_file():
+        store = json.loads(summary.read_text()).get("store")
+    if store is None or not (Path(store) / MANIFEST).is_file():
+        store = prepare_store(run_cfg.data)  # the run's data: found again, or prepared once
+    return MemorisationIndex(store, cfg.memorisation.ngram, cfg.memorisation.stride, max_hits=cfg.memorisation.max_hits)
 
 
 def generate(cfg: DictConfig, out_dir: str | Path) -> list[Path]:
@@ -74,61 +105,34 @@ def generate(cfg: DictConfig, out_dir: str | Path) -> list[Path]:
     model, run_cfg = model_from_checkpoint(cfg.checkpoint, device, averaged=cfg.averaged)
     ticks_per_beat = int(run_cfg.data.ticks_per_beat)
     settings = settings_from(cfg, ticks_per_beat)  # checks instruments and sampling options before any work
-    start = primer_rows(cfg, ticks_per_beat)
-    samples = sampling.sample(model, start, settings, seed=cfg.seed)
-
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.primers is not None:
+        scoring.primer_files(cfg.primers)  # a bad folder fails before the index is built
+    index = memorisation_index(cfg, run_cfg, Path(cfg.checkpoint))
     synth = audio.synthesizer(cfg.soundfont)
-    written = [write_sample(out_dir / f"sample_{i:02d}", start, sample, cfg, ticks_per_beat, synth)
-               for i, sample in enumerate(samples)]
+    if cfg.primers is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        summary = scoring.run_primers(model, run_cfg.model, cfg, settings, out_dir, synth, index)
+        written = [out_dir / "model" / Path(r["primer"]).stem / f"sample_{r['sample']:02d}.mid"
+                   for r in summary["samples"]["model"]]
+    else:
+        cut = primer_cut(cfg, ticks_per_beat)
+        samples = sampling.sample(model, cut.primer, settings, seed=cfg.seed)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        source = Path(cfg.primer.file).name if cfg.primer.file else "no primer"
+        written, reports = [], []
+        for i, sample in enumerate(samples):
+            report = write_sample(out_dir / f"sample_{i:02d}", cut, sample, cfg, ticks_per_beat, synth, index, source)
+            reports.append({"primer": source, "sample": i, "seed": cfg.seed, "metrics": report["metrics"],
+                            "memorisation": report["memorisation"]})
+            written.append(out_dir / f"sample_{i:02d}.mid")
+        scoring.write_summary(out_dir, {"model": reports}, {"primers": 1, "samples_per_primer": len(samples),
+                                                            "seeds": [cfg.seed], "ticks_per_beat": ticks_per_beat,
+                                                            "checkpoint": str(cfg.checkpoint), "skipped": []})
     if synth is None:
         print(audio.HOW_TO_GET_AUDIO)
     print(f"{len(written)} sample(s) written to {out_dir.resolve()}")
     return written
-
-
-def write_sample(stem: Path, start: np.ndarray, sample: sampling.Sample, cfg: DictConfig, ticks_per_beat: int,
-                 synth) -> Path:
-    """stem.mid, .png, .json (and .wav) for one sample."""
-    continuation, logprobs = sampling.closed(sample)
-    song = np.concatenate([start, continuation])
-    whistle = None
-    if cfg.whistle.enabled and cfg.primer.file is not None:
-        whistle = primer.whistle_at_handover(start, song, cfg.whistle.pitch, cfg.whistle.seconds, ticks_per_beat)
-        if whistle is None:
-            print(f"{stem.name}: no whistle, the primer uses every melodic channel")
-    mid = stem.with_suffix(".mid")
-    events.decode(primer.with_whistle(song, whistle) if whistle else song, mid, ticks_per_beat)
-    handover_tick = int(events.grid_ticks(start)[-1])
-    source = Path(cfg.primer.file).name if cfg.primer.file else "no primer"
-    save_pianoroll(mid, stem.with_suffix(".png"), handover_tick, whistle.channel if whistle else None,
-                   title=f"{stem.name}: {source} + model")
-    report = sample_report(cfg, start, continuation, logprobs, whistle, ticks_per_beat)
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    if synth is not None:
-        audio.render_wav(mid, stem.with_suffix(".wav"), synth)
-    return mid
-
-
-def sample_report(cfg: DictConfig, start: np.ndarray, continuation: np.ndarray, logprobs: np.ndarray,
-                  whistle: primer.Whistle | None, ticks_per_beat: int) -> dict:
-    """The .json: settings, hand-over and whistle, then every event: its part (primer, continuation or
-    closing: the note-offs and END added after sampling), its fields, and the model's log-probability
-    (natural log, summed over the fields that apply; null for rows the model did not sample)."""
-    rows = np.concatenate([start, continuation]).tolist()
-    row_logprobs = [None] * len(start) + [None if np.isnan(x) else float(x) for x in logprobs]
-    parts = ["primer"] * len(start) + ["closing" if np.isnan(x) else "continuation" for x in logprobs]
-    return {
-        "settings": OmegaConf.to_container(cfg, resolve=True),
-        "ticks_per_beat": ticks_per_beat,
-        "handover": {"tick": int(events.grid_ticks(start)[-1]), "seconds": events.seconds(start, ticks_per_beat),
-                     "primer_events": len(start)},
-        "whistle": None if whistle is None else {**whistle.__dict__, "program": primer.WHISTLE_PROGRAM},
-        "continuation_logprob": float(np.nansum(logprobs)),
-        "events": [{"part": part, "type": events.TYPES[row[0]], **dict(zip(events.FIELDS[1:], row[1:])), "logprob": lp}
-                   for part, row, lp in zip(parts, rows, row_logprobs)],
-    }
 
 
 def argv_with_primer_file(argv: list[str]) -> list[str]:

@@ -1,7 +1,8 @@
 """MIDI -> WAV through FluidSynth, when the `fluidsynth` program and a General MIDI SoundFont exist.
 
-No dependency is added for audio: the SoundFont is the one given, else $MIDIFORMER_SOUNDFONT, else
-the one pretty_midi ships (if installed), else a system one (Debian/Ubuntu fluid-soundfont-gm).
+No Python dependency is added for audio: the SoundFont is the one given, else $MIDIFORMER_SOUNDFONT,
+else a system one (Debian/Ubuntu `fluid-soundfont-gm`: FluidR3_GM, 141 MB, the better sound), else
+the small one pretty_midi ships (TimGM6mb, 6 MB; muspy installs pretty_midi).
 """
 from __future__ import annotations
 
@@ -18,11 +19,10 @@ HOW_TO_GET_AUDIO = ("no .wav written: install FluidSynth and a General MIDI Soun
 
 
 def find_soundfont(given: str | None = None) -> Path | None:
-    candidates = [given, os.environ.get("MIDIFORMER_SOUNDFONT")]
+    candidates = [given, os.environ.get("MIDIFORMER_SOUNDFONT"), *SYSTEM_SOUNDFONTS]
     spec = importlib.util.find_spec("pretty_midi")  # found without importing it
     if spec is not None and spec.origin:
         candidates.append(str(Path(spec.origin).parent / "TimGM6mb.sf2"))
-    candidates += SYSTEM_SOUNDFONTS
     return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
 
 

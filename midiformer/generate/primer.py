@@ -34,6 +34,21 @@ def start_row() -> np.ndarray:
 def load_primer(path: str | Path, ticks_per_beat: int, seconds: float | None = None, n_events: int | None = None,
                 start_seconds: float = 0.0) -> np.ndarray:
     """Rows (T, F) of a primer cut from a MIDI file (MidiError if it is not one); see the module doc."""
+    return load_cut(path, ticks_per_beat, seconds, n_events, start_seconds).primer
+
+
+@dataclass
+class Cut:
+    """A primer and what the song plays after it: `rest` holds the song's rows after the cut, its first
+    gap counted from the primer's last row (ending with the song's END), as a continuation would."""
+
+    primer: np.ndarray
+    rest: np.ndarray
+
+
+def load_cut(path: str | Path, ticks_per_beat: int, seconds: float | None = None, n_events: int | None = None,
+             start_seconds: float = 0.0) -> Cut:
+    """The primer of load_primer and the song's real continuation after it."""
     if not Path(path).is_file():
         raise ConfigError(f"primer={path}: no such file")
     song = events.encode(path, ticks_per_beat).astype(np.int64)
@@ -43,9 +58,10 @@ def load_primer(path: str | Path, ticks_per_beat: int, seconds: float | None = N
         last = min(last, first + n_events)
     elif seconds is not None:
         last = min(last, _first_row_at(song, start_seconds + seconds, ticks_per_beat))
+    song_ticks = events.grid_ticks(song)
     if first == 1 and last > first:
-        return song[:last]  # from the song's start: its own rows, untouched
-    body, ticks = song[first:last], events.grid_ticks(song)[first:last]
+        return Cut(song[:last], _rest(song, song_ticks, last, handover_row=last - 1))  # its own rows, untouched
+    body, ticks = song[first:last], song_ticks[first:last]
     keep = (body[:, _TYPE] != events.TIME_SHIFT) & ~_ends_an_earlier_note(body)
     if not keep.any():
         raise ConfigError(f"primer={path}: no event in the cut ({start_seconds} s + {seconds} s, "
@@ -54,7 +70,17 @@ def load_primer(path: str | Path, ticks_per_beat: int, seconds: float | None = N
     # The cut starts at its first event; the codec's own framing restores the gaps (and splits long ones).
     ticks = np.concatenate([np.zeros(len(state), np.int64), ticks[keep] - ticks[keep][0]])
     framed = events.frame_rows(np.concatenate([state, body[keep]]), ticks, int(ticks[-1]))
-    return framed[:-1].astype(np.int64)  # without the END row: the model goes on from there
+    rest = _rest(song, song_ticks, last, handover_row=first + int(np.nonzero(keep)[0][-1]))
+    return Cut(framed[:-1].astype(np.int64), rest)  # without the END row: the model goes on from there
+
+
+def _rest(song: np.ndarray, song_ticks: np.ndarray, first_row: int, handover_row: int) -> np.ndarray:
+    """song[first_row:] with its first gap measured from the hand-over row (a gap of any length: the rows
+    are for measuring, never for the model)."""
+    rest = song[first_row:].copy()
+    if len(rest):
+        rest[0, _TIME] = song_ticks[first_row] - song_ticks[handover_row]
+    return rest
 
 
 def _first_row_at(song: np.ndarray, at_seconds: float, ticks_per_beat: int) -> int:

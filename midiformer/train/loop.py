@@ -32,6 +32,7 @@ from midiformer.common import CONF_DIR, TrainingError, exit_on_user_error, pick_
 from midiformer.data.augment import AUGMENTS
 from midiformer.data.dataset import eval_batches, train_batch
 from midiformer.data.store import Store, prepare_store
+from midiformer.generate.during_training import sample_during_training
 from midiformer.model import LIKELIHOODS, MidiGPT, loss_from, masked_field_losses
 from midiformer.train import distributed
 from midiformer.train.checkpoint import (
@@ -256,6 +257,8 @@ class Trainer:
                             on_validation(self.step, last_val)
                         except StopRun as request:
                             stopped = request
+                if sinks and trainer_cfg.sample_every and _due(self.step, trainer_cfg.sample_every, last_step):
+                    sample_during_training(self.model, self.store, cfg, self.run_dir, self.step, sinks)
                 stopping = stop.requested(distributed.all_reduce_sum, self.device)
                 if _due(self.step, trainer_cfg.ckpt_every, last_step) or stopping or stopped is not None:
                     self.save("last.pt")

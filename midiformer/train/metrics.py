@@ -108,11 +108,41 @@ class MetricSinks:
         if self.wandb is not None:
             self.wandb.log(metrics, step=step)
 
+    def log_media(self, step: int, tag: str, image_path: Path, audio_path: Path | None = None,
+                  scalars: dict[str, float] | None = None) -> None:
+        """A picture (PNG), an optional .wav and scalars about them, to TensorBoard and W&B (not metrics.jsonl)."""
+        if self.tensorboard is not None:
+            from matplotlib.image import imread
+
+            self.tensorboard.add_image(f"{tag}/pianoroll", imread(image_path)[..., :3], step, dataformats="HWC")
+            if audio_path is not None:
+                samples, rate = _read_wav(audio_path)
+                self.tensorboard.add_audio(f"{tag}/audio", torch.from_numpy(samples)[None], step, sample_rate=rate)
+            for key, value in (scalars or {}).items():
+                self.tensorboard.add_scalar(key, value, step)
+        if self.wandb is not None:
+            import wandb
+
+            media = {f"{tag}/pianoroll": wandb.Image(str(image_path)), **(scalars or {})}
+            if audio_path is not None:
+                media[f"{tag}/audio"] = wandb.Audio(str(audio_path))
+            self.wandb.log(media, step=step)
+
     def close(self) -> None:
         if self.tensorboard is not None:
             self.tensorboard.close()
         if self.wandb is not None:
             self.wandb.finish()
+
+
+def _read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """A 16-bit PCM .wav as mono float32 in [-1, 1] and its sample rate."""
+    import wave
+
+    with wave.open(str(path)) as f:
+        rate, channels = f.getframerate(), f.getnchannels()
+        pcm = np.frombuffer(f.readframes(f.getnframes()), np.int16).astype(np.float32) / 32768.0
+    return pcm.reshape(-1, channels).mean(axis=1), rate
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:

@@ -62,6 +62,19 @@ def test_every_output_file_is_written(generated):
             assert (out / (stem + suffix)).stat().st_size > 0
 
 
+def test_the_samples_are_summarised(generated):
+    out, _ = generated
+    summary = json.loads((out / "summary.json").read_text())
+    chord_rates = [json.loads((out / f"sample_{i:02d}.json").read_text())["metrics"]["continuation"]["chord_rate"]
+                   for i in range(2)]
+    chord_rates = [c for c in chord_rates if c is not None]
+    if chord_rates:
+        assert summary["table"]["chord_rate"]["model"]["mean"] == pytest.approx(np.mean(chord_rates))
+    assert summary["table"]["notes_per_beat"]["model"]["n"] == 2 and summary["samples_per_primer"] == 2
+    assert summary["table"]["notes_per_beat"]["real"]["n"] == 2  # the primer song's real continuation, per sample
+    assert "| notes_per_beat |" in (out / "summary.md").read_text()
+
+
 def test_the_primer_plays_as_in_the_song_then_the_whistle_then_the_continuation(generated, primer_song, tmp_path):
     out, _ = generated
     on_grid = tmp_path / "song_on_the_grid.mid"  # the song as the codec sees it (its 96-step grid)
@@ -168,6 +181,9 @@ BAD_INPUTS = {
     "primer longer than the context": (["primer.file={song}", "primer.seconds=60"], "more than the context"),
     "unknown instrument": (["instruments=[0,banjo]"], "'banjo' is unknown"),
     "bad option": (["n_events=0"], "n_events=0 must be"),
+    "bad seeds": (["seeds=[-1]"], "seeds=[-1] must be"),
+    "bad memorisation option": (["memorisation.ngram=1"], "memorisation.ngram=1 must be"),
+    "memorisation store that is not one": (["memorisation.store=/no/such/store"], "not a prepared store"),
 }
 
 
