@@ -21,6 +21,7 @@ from torch import nn
 from midiformer.codec.events import FIELDS, VOCAB
 from midiformer.codec.grammar import onset_ticks
 from midiformer.common import ConfigError
+from midiformer.model import coarse
 from midiformer.model.heads import HEADS
 from midiformer.model.init import EMBEDDING_INITS, INITS
 from midiformer.model.norms import NORMS
@@ -164,7 +165,8 @@ class MidiGPT(nn.Module):
         self.d_model, self.max_seq_len, self.fields = cfg.d_model, cfg.max_seq_len, FIELDS
         make_norm = lambda: NORMS.build(cfg.norm, d_model=cfg.d_model)  # noqa: E731
 
-        self.embed = nn.ModuleList(nn.Embedding(VOCAB[name], cfg.d_model) for name in FIELDS)
+        bins = dict(cfg.get("coarse_bins") or {})  # shared tables for neighbouring values: model/coarse.py
+        self.embed = nn.ModuleList(coarse.embedding(VOCAB[name], cfg.d_model, bins.get(name)) for name in FIELDS)
         # Where each row falls in the beat and in a 4-beat bar (from the running sum of the time gaps):
         # the metrical position that REMI spells out as Bar/Position tokens, given to the model directly.
         self.ticks_per_beat = cfg.ticks_per_beat if cfg.get("beat_phase") else None
@@ -181,7 +183,7 @@ class MidiGPT(nn.Module):
         pre_norm = cfg.norm_position == "pre"
         self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_head, cfg.dropout, make_norm, pre_norm) for _ in range(cfg.n_layer))
         self.final_norm = make_norm() if pre_norm else nn.Identity()  # post-norm blocks already end normalised
-        self.heads = HEADS.build(cfg.heads, d_model=cfg.d_model, vocab=VOCAB)
+        self.heads = HEADS.build(cfg.heads, d_model=cfg.d_model, vocab=VOCAB, coarse_bins=bins)
 
         INITS.build(cfg.init, model=self)
         EMBEDDING_INITS.build(cfg.embedding_init, model=self)

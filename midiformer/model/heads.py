@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from midiformer.model import coarse
 from midiformer.registry import Registry
 
 HEADS = Registry("model.heads")
@@ -24,10 +25,10 @@ HEADS = Registry("model.heads")
 class ParallelHeads(nn.Module):
     """Every field from the hidden state alone: the fields of one event are independent given h."""
 
-    def __init__(self, d_model: int, vocab: dict[str, int]):
+    def __init__(self, d_model: int, vocab: dict[str, int], coarse_bins: dict[str, int] | None = None):
         super().__init__()
-        self.fields = tuple(vocab)
-        self.out = nn.ModuleList(nn.Linear(d_model, size) for size in vocab.values())
+        self.fields, bins = tuple(vocab), dict(coarse_bins or {})
+        self.out = nn.ModuleList(coarse.linear(d_model, size, bins.get(name)) for name, size in vocab.items())
 
     def field_logits(self, h: torch.Tensor, field_index: int, chosen: torch.Tensor | None = None) -> torch.Tensor:
         return self.out[field_index](h)
@@ -47,13 +48,14 @@ class CascadeHeads(nn.Module):
     on the chosen channel), which a linear head on z_k cannot express.
     """
 
-    def __init__(self, d_model: int, vocab: dict[str, int]):
+    def __init__(self, d_model: int, vocab: dict[str, int], coarse_bins: dict[str, int] | None = None):
         super().__init__()
-        self.fields = tuple(vocab)
+        self.fields, bins = tuple(vocab), dict(coarse_bins or {})
         sizes = list(vocab.values())
-        self.embed = nn.ModuleList(nn.Embedding(size, d_model) for size in sizes[:-1])  # the last is never fed back
+        self.embed = nn.ModuleList(coarse.embedding(size, d_model, bins.get(name))  # the last is never fed back
+                                   for name, size in list(vocab.items())[:-1])
         self.mix = nn.ModuleList([nn.Identity()] + [nn.Sequential(nn.Linear(d_model, d_model), nn.GELU()) for _ in sizes[1:]])
-        self.out = nn.ModuleList(nn.Linear(d_model, size) for size in sizes)
+        self.out = nn.ModuleList(coarse.linear(d_model, size, bins.get(name)) for name, size in vocab.items())
 
     def field_logits(self, h: torch.Tensor, field_index: int, chosen: torch.Tensor | None = None) -> torch.Tensor:
         z = h
