@@ -12,7 +12,7 @@ from midiformer.data.store import Store
 from midiformer.train.checkpoint import load_checkpoint
 from midiformer.train.loop import Trainer, train
 from midiformer.train.metrics import read_metrics
-from midiformer.train.prefetch import BatchSource
+from midiformer.train.prefetch import BatchSource, apply
 from midiformer.train.throughput import flops_per_event
 
 
@@ -21,6 +21,13 @@ def equal_weights(a, b) -> None:
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+def tensors(batch) -> list[torch.Tensor]:
+    """Every tensor of a batch (inputs, targets, the song state before each window), in order."""
+    found = []
+    apply(lambda t: found.append(t) or t, batch)
+    return found
 
 
 def make_trainer(cfg, run_dir) -> Trainer:
@@ -35,7 +42,8 @@ def test_prefetched_batches_equal_the_synchronous_ones(tiny_cfg, tmp_path):
     inline = BatchSource(trainer.make_batch, start=5, device=torch.device("cpu"), depth=0)
     try:
         for index in range(5, 17):
-            a, b, direct = ahead.next(), inline.next(), trainer.make_batch(index)
+            a, b, direct = (tensors(batch) for batch in (ahead.next(), inline.next(), trainer.make_batch(index)))
+            assert len(a) == len(b) == len(direct) >= 3
             for x, y, z in zip(a, b, direct):
                 assert torch.equal(x, y) and torch.equal(x, z), index
         assert ahead.take_wait() >= 0 and ahead.take_wait() == 0
@@ -71,10 +79,10 @@ def test_prefetch_depth_changes_nothing_and_resume_stays_bitwise(tiny_cfg, tmp_p
 
 
 class RowSpy:
-    """A split's memory map that counts the rows anything reads from it (slices and whole reads)."""
+    """A split's memory map that records every read: the rows of each slice, and whole-split reads."""
 
-    def __init__(self, rows: np.ndarray, log: dict, split: str):
-        self.rows, self.log, self.split = rows, log, split
+    def __init__(self, rows: np.ndarray, reads: list, split: str):
+        self.rows, self.reads, self.split = rows, reads, split
         self.shape, self.dtype, self.ndim = rows.shape, rows.dtype, rows.ndim
 
     def __len__(self) -> int:
@@ -82,26 +90,29 @@ class RowSpy:
 
     def __getitem__(self, key):
         part = self.rows[key]
-        self.log[self.split] = self.log.get(self.split, 0) + (len(part) if np.ndim(part) == 2 else 1)
+        self.reads.append((self.split, len(part) if np.ndim(part) == 2 else 1))
         return part
 
     def __array__(self, dtype=None, copy=None):
-        self.log[self.split] = self.log.get(self.split, 0) + len(self.rows)
+        self.reads.append((self.split, "whole"))
         return np.asarray(self.rows, dtype=dtype)
 
 
-def test_start_up_and_training_read_only_the_rows_of_their_windows(tiny_cfg, tmp_path, monkeypatch):
-    cfg = tiny_cfg("trainer.max_steps=2", "trainer.val_every=0", "trainer.val_batches=1", "trainer.prefetch=2")
-    rows_read: dict[str, int] = {}
+def test_start_up_reads_no_split_and_steps_read_only_their_songs(tiny_cfg, tmp_path, monkeypatch):
+    cfg = tiny_cfg("trainer.max_steps=2", "trainer.val_every=0", "trainer.val_batches=1")
+    reads: list = []
     real_events = Store.events
-    monkeypatch.setattr(Store, "events", lambda store, split: RowSpy(real_events(store, split), rows_read, split))
-    train(cfg, tmp_path)
-    store = Store(json.loads((tmp_path / "summary.json").read_text())["store"])
-    window = cfg.data.seq_len + 1
-    # the windows of two steps, of the two batches prefetched behind them and of one in the making: nothing else
-    assert rows_read["train"] <= (2 + 2 + 1) * cfg.data.batch_size * window
-    assert rows_read["val"] <= cfg.data.eval_batch_size * window + 1  # one validation batch + the first row
-    assert rows_read["train"] < len(real_events(store, "train")) / 10
+    monkeypatch.setattr(Store, "events", lambda store, split: RowSpy(real_events(store, split), reads, split))
+    trainer = make_trainer(cfg, tmp_path)
+    baseline = trainer.unigram_baseline()
+    assert baseline["unigram/val/bits_per_event"] > 0
+    assert reads == [("val", 1)]  # start-up, baseline included: the validation split's first row, nothing more
+    trainer.fit()
+    store = trainer.store
+    longest_song = int(max(np.diff(store.offsets(split)).max() for split in ("train", "val")))
+    assert all(size != "whole" for _, size in reads)
+    # a step reads its windows and the song rows before each (the grammar's state), never a split
+    assert max(size for _, size in reads) <= longest_song + cfg.data.seq_len + 1
 
 
 def test_max_time_stops_before_it_with_a_checkpoint_and_summary(tiny_cfg, tmp_path):
