@@ -17,7 +17,12 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-outputs/gpu_check}
-DEV=${MIDIFORMER_DEV_DATA:-$( [ -d ../shared/data/midi_dev ] && echo ../shared/data/midi_dev || echo shared/data/midi_dev )}
+if [ -z "${MIDIFORMER_DEV_DATA:-}" ]; then  # a checkout beside shared/, a worktree below it, or shared/ inside
+  for candidate in ../shared/data/midi_dev ../../shared/data/midi_dev shared/data/midi_dev /work/shared/data/midi_dev; do
+    [ -d "$candidate" ] && { MIDIFORMER_DEV_DATA=$(cd "$candidate" && pwd); break; }
+  done
+fi
+DEV=${MIDIFORMER_DEV_DATA:-shared/data/midi_dev}
 MODEL=${MODEL:-base}
 SEQ_LEN=${SEQ_LEN:-1024}
 STEPS=${STEPS:-30}

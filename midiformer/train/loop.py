@@ -34,7 +34,7 @@ from midiformer.codec import events
 from midiformer.codec.grammar import SongStart
 from midiformer.common import CONF_DIR, exit_on_user_error, pick_device
 from midiformer.data.augment import AUGMENTS
-from midiformer.data.dataset import eval_batches, train_batch
+from midiformer.data.dataset import eval_batches, eval_window_count, train_batch
 from midiformer.data.store import Store, prepare_store
 from midiformer.model import LIKELIHOODS, MidiGPT, loss_from, masked_field_losses
 from midiformer.train import distributed
@@ -212,8 +212,9 @@ class Trainer:
 
     # --- validation and checkpoints -------------------------------------------------------------
 
-    def validate(self) -> dict[str, float]:
-        split_rows = len(self.val_events)
+    def validate(self, val_batches: int | None = None) -> dict[str, float]:
+        """Bits per event on the validation split (trainer.val_batches batches of it, or `val_batches`)."""
+        split_rows, val_batches = len(self.val_events), val_batches or self.cfg.trainer.val_batches
         report = {}
         models = {"val/": self.model}
         if self.swa.model is not None and int(self.swa.model.n_averaged) > 0:
@@ -222,8 +223,8 @@ class Trainer:
             batches = eval_batches(self.val_events, self.cfg.data.eval_batch_size, self.cfg.data.seq_len,
                                    offsets=self.store.offsets("val"), rank=self.env.rank,
                                    world_size=self.env.world_size)
-            if self.cfg.trainer.val_batches:
-                batches = (b for _, b in zip(range(self.cfg.trainer.val_batches), batches))
+            if val_batches:
+                batches = (b for _, b in zip(range(val_batches), batches))
             nats, n_events, n_notes = evaluate_model(model, batches, device=self.device, precision=self.precision,
                                                      likelihood=self.likelihood, all_reduce=distributed.all_reduce_sum)
             seconds = self.store.manifest["splits"]["val"]["seconds"] if n_events == split_rows - 1 else None
@@ -262,7 +263,8 @@ class Trainer:
                            flops_per_event(self.model, cfg.model.n_layer, cfg.model.d_model, cfg.data.seq_len),
                            peak_flops(trainer_cfg.get("peak_flops"), self.device))
         max_time = parse_max_time(trainer_cfg.get("max_time"))
-        closing_seconds = 0.0  # what the last validation + checkpoint took: reserved before max_time
+        # reserved before max_time: what the longest validation + checkpoint took (a guess until one is timed)
+        closing_guess, closing_seconds = (self.validation_guess() if max_time is not None else 0.0), None
         last_val: dict[str, float] = {}
         status, stopped, first_step_at = "finished", None, None
         self.batches = self.batches or self.open_batches()
@@ -292,7 +294,8 @@ class Trainer:
                     step_seconds = meter.mean_step_seconds() or 0.0
                     # stop while a step, the vote's lag and the closing validation + checkpoint still fit
                     time_up = max_time is not None and (
-                        self.elapsed + (1 + vote.lag) * step_seconds + closing_seconds >= max_time)
+                        self.elapsed + (1 + vote.lag) * step_seconds
+                        + (closing_guess if closing_seconds is None else closing_seconds) >= max_time)
                     signalled, out_of_time = vote(time_up)
                     closing = time.perf_counter()
                     meter.pause()
@@ -317,7 +320,7 @@ class Trainer:
                         mark = time.perf_counter()
                         self.save("last.pt")
                     if validated or ending:
-                        closing_seconds = max(closing_seconds, time.perf_counter() - closing)
+                        closing_seconds = max(closing_seconds or 0.0, time.perf_counter() - closing)
                     meter.start()
                     progress.update(1)
                     if ending:
@@ -341,6 +344,14 @@ class Trainer:
         if stopped is not None:
             raise stopped
         return self.best_val
+
+    def validation_guess(self) -> float:
+        """Seconds the closing validation will take, from one timed batch: trainer.max_time keeps room for it
+        until a whole validation has been timed."""
+        started = time.perf_counter()
+        self.validate(val_batches=1)
+        batches = -(-eval_window_count(len(self.val_events), self.cfg.data.seq_len) // self.cfg.data.eval_batch_size)
+        return (time.perf_counter() - started) * min(batches, self.cfg.trainer.val_batches or batches)
 
     def unigram_baseline(self) -> dict[str, float]:
         """From the store's field counts: reads one row of the validation split, whatever its size."""
