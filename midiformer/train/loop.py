@@ -268,7 +268,7 @@ class Trainer:
         last_val: dict[str, float] = {}
         status, stopped, first_step_at = "finished", None, None
         self.batches = self.batches or self.open_batches()
-        if max_time is not None and self.elapsed >= max_time:  # resumed with the budget spent: not one step more
+        if max_time is not None and self.elapsed + closing_guess >= max_time:  # resumed with no room for a step
             status = "time_limit"
         try:
             with StopSignals() as stop:

@@ -124,8 +124,9 @@ def test_max_time_stops_before_it_with_a_checkpoint_and_summary(tiny_cfg, tmp_pa
     assert summary["max_time_s"] == 3 and summary["final_val_bits_per_event"] > 0
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert state["step"] == summary["steps"] and state["elapsed"] <= summary["wall_time_s"]
-    # the budget counts across resumes: started again, the run has no time left and takes no step
-    train(cfg, tmp_path)
+    # the budget counts across resumes (the checkpoint's elapsed): with less than that, a restart takes no step
+    train(tiny_cfg("trainer.max_steps=100000", f"trainer.max_time={state['elapsed'] / 2}", "trainer.val_every=0",
+                   "trainer.val_batches=2", "trainer.log_every=5"), tmp_path)
     again = json.loads((tmp_path / "summary.json").read_text())
     assert (again["status"], again["steps"]) == ("time_limit", summary["steps"])
 
