@@ -7,7 +7,7 @@ TORCH_INDEX ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install train prepare test bench-prep bench-train bench-generate paper-table clean
+.PHONY: help install train prepare test bench-prep bench-train bench-generate bench-scale paper-table clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ bench-train: $(STAMP) ## training events/s against a plain one-token GPT
 
 bench-generate: $(STAMP) ## generation events/s with and without the KV cache
 	$(PY) benchmarks/bench_generate.py $(ARGS)
+
+bench-scale: $(STAMP) ## prepare, start-up, memory and evaluation at N/10 and N files (ARGS="--files 2000")
+	$(PY) benchmarks/bench_scale.py $(ARGS)
 
 paper-table: $(STAMP) ## run every claim of the seed at CPU scale and write experiments/paper_table/RESULTS.md
 	$(PY) experiments/paper_table/run.py $(ARGS)

@@ -29,9 +29,9 @@ from midiformer.model import (
     masked_field_losses,
 )
 from midiformer.model.gpt import Block
+from midiformer.train.throughput import flops_per_event, peak_flops
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
-PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}  # dense
 
 
 class PlainGPT(nn.Module):
@@ -135,19 +135,15 @@ def compare(args, preset: str, device: str, precision: str) -> dict[str, float]:
         ratio = medians["plain GPT"] / seconds
         print(f"  {name:17s} {params / 1e6:6.2f}M params  {seconds * 1e3:8.1f} ms/step  "
               f"{events_per_step / seconds:9.0f} events/s  {ratio:5.2f}x plain")
-    medians["flops_per_step"] = flops_per_step(models["MidiGPT parallel"][0], cfg, events_per_step, seq_len)
+    # the trainer's MFU convention (midiformer.train.throughput): 6N + 12·L·d·T per event
+    medians["flops_per_step"] = events_per_step * flops_per_event(models["MidiGPT parallel"][0], cfg.n_layer,
+                                                                  cfg.d_model, seq_len)
     return medians
-
-
-def flops_per_step(model: nn.Module, cfg, events_per_step: int, seq_len: int) -> float:
-    """PaLM appendix B / nanoGPT: 6N per token for the matmuls, plus 12 * L * d * T for attention."""
-    n_params = sum(p.numel() for m in model.modules() if isinstance(m, nn.Linear) for p in m.parameters())
-    return events_per_step * (6 * n_params + 12 * cfg.n_layer * cfg.d_model * seq_len)
 
 
 def cuda_report(args) -> None:
     name = torch.cuda.get_device_name()
-    peak = next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
+    peak = peak_flops(None, torch.device("cuda"))
     results = {p: compare(args, args.cuda_preset, "cuda", p) for p in ("fp32", "bf16-mixed")}
     print(f"\n{name}: MidiGPT parallel, {args.cuda_preset} preset")
     for precision, medians in results.items():

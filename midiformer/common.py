@@ -7,10 +7,12 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
 from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:
+    import torch
 
 from midiformer.codec.midi import MidiError
 
@@ -44,6 +46,8 @@ def exit_on_user_error(function: Callable[..., Any], *args: Any) -> Any:
 
 def pick_device(choice: str, local_rank: int = 0) -> torch.device:
     """`auto` takes the GPU of this local rank when CUDA is visible, else the CPU."""
+    import torch  # here, not at the top: prepare's encoding workers import this module and need no torch
+
     if choice == "cuda" and not torch.cuda.is_available():
         raise ConfigError("trainer.device=cuda but no CUDA device is visible")
     if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):

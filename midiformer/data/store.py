@@ -1,7 +1,7 @@
 """The prepared store: per split, one flat memory-mappable events array plus per-song offsets.
 
     <data.cache_dir>/stores/<name>-<key>/
-        manifest.json                 codec version and settings, counts, skipped files (written last)
+        manifest.json                 codec version and settings, counts, field counts, skipped files (written last)
         train_events.npy              int16 (N, len(FIELDS)): every song of the split, one after another
         train_offsets.npy             int64 (songs + 1,): song i is rows offsets[i]:offsets[i + 1]
         train_songs.txt               the relative path of each song, one a line
@@ -10,13 +10,19 @@
 The key hashes the inputs (relative paths, sizes, modification times) and the codec settings: the
 same inputs reuse the store, any change builds a new one. A store is built in a temporary folder and
 renamed into place at the end, so an interrupted preparation never leaves a store that looks complete.
+
+Field counts: for every split and field, how often each value occurs on the rows where the field
+applies (events.APPLIES), counted while the store is written. The unigram baseline of train and
+evaluate is computed from them, so no start-up ever reads a whole split (Lakh: billions of rows).
 """
 from __future__ import annotations
 
+import array
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -33,6 +39,15 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 COUNTS = ("songs", "events", "notes", "seconds")
+STORE_FORMAT = 2  # bump when the files or the manifest of a store change: 2 added the field counts
+
+
+def field_counts(rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Per field, int64 counts of each value (length VOCAB[field]) over the rows where the field applies."""
+    rows = np.asarray(rows)
+    applies = events.APPLIES[rows[:, 0]]
+    return {field: np.bincount(rows[applies[:, column], column], minlength=events.VOCAB[field]).astype(np.int64)
+            for column, field in enumerate(events.FIELDS)}
 
 
 class SplitWriter:
@@ -46,8 +61,11 @@ class SplitWriter:
         self.folder, self.split = folder, split
         self.file = open(folder / f"{split}_events.npy", "wb")
         self.header_length = self._write_header(0)
-        self.offsets, self.songs = [0], []
+        # offsets as packed int64 and song names straight to disk: a million songs cost 8 MB, not a list of objects
+        self.offsets = array.array("q", [0])
+        self.songs = open(folder / f"{split}_songs.txt", "w")
         self.counts = dict.fromkeys(COUNTS, 0)
+        self.field_counts = {field: np.zeros(size, np.int64) for field, size in events.VOCAB.items()}
 
     def _write_header(self, rows: int) -> int:
         self.file.seek(0)
@@ -59,7 +77,9 @@ class SplitWriter:
     def add(self, song: corpus.EncodedFile) -> None:
         self.file.write(song.events.tobytes())
         self.offsets.append(self.offsets[-1] + len(song.events))
-        self.songs.append(song.file)
+        self.songs.write(f"{song.file}\n")
+        for field, counts in field_counts(song.events).items():
+            self.field_counts[field] += counts
         self.counts["songs"] += 1
         self.counts["events"] += len(song.events)
         self.counts["notes"] += int(song.stats["notes"])
@@ -70,9 +90,10 @@ class SplitWriter:
         if self._write_header(self.offsets[-1]) != self.header_length:
             raise RuntimeError("numpy's .npy header changed length; the store cannot be written in place")
         self.file.close()
-        np.save(self.folder / f"{self.split}_offsets.npy", np.asarray(self.offsets, dtype=np.int64))
-        (self.folder / f"{self.split}_songs.txt").write_text("".join(f"{s}\n" for s in self.songs))
-        return {**self.counts, "seconds": round(self.counts["seconds"], 3)}
+        self.songs.close()
+        np.save(self.folder / f"{self.split}_offsets.npy", np.frombuffer(self.offsets, dtype=np.int64))
+        return {**self.counts, "seconds": round(self.counts["seconds"], 3),
+                "field_counts": {field: counts.tolist() for field, counts in self.field_counts.items()}}
 
 
 class Store:
@@ -99,6 +120,24 @@ class Store:
     def songs(self, split: str) -> list[str]:
         self._check(split)
         return (self.path / f"{split}_songs.txt").read_text().splitlines()
+
+    def field_counts(self, split: str) -> dict[str, np.ndarray]:
+        """The split's field counts (see the module doc), from the manifest: no row is read."""
+        self._check(split)
+        counts = self.manifest["splits"][split].get("field_counts")
+        if counts is None:  # cannot come from prepare_store: STORE_FORMAT is part of the key
+            raise FileNotFoundError(f"{self.path}: a store without field counts (made before store format "
+                                    f"{STORE_FORMAT}); prepare it again")
+        return {field: np.asarray(counts[field], dtype=np.int64) for field in events.FIELDS}
+
+    def target_counts(self, split: str) -> tuple[dict[str, np.ndarray], int, int]:
+        """Field counts, events and notes of the split's evaluation targets: every row but its first
+        (dataset.eval_batches). Reads that one row."""
+        counts, first = self.field_counts(split), np.asarray(self.events(split)[:1])
+        for field, first_counts in field_counts(first).items():
+            counts[field] -= first_counts
+        totals = self.manifest["splits"][split]
+        return counts, int(totals["events"]) - len(first), int(totals["notes"]) - events.count_notes(first)
 
 
 def store_key(root: Path, files: list[str], settings: Mapping[str, Any]) -> str:
@@ -135,7 +174,7 @@ def build_store(root: Path, files: list[str], settings: Mapping[str, Any], path:
                     oddities[name] = oddities.get(name, 0) + count
         splits = {split: writer.close() for split, writer in writers.items()}
         manifest = make_manifest(root, settings, len(files), splits, skipped, oddities)
-        (temporary / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")  # last: marks it complete
+        (temporary / MANIFEST).write_text(manifest_json(manifest))  # last: marks it complete
         publish(temporary, path)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
@@ -160,6 +199,7 @@ def make_manifest(root: Path, settings: Mapping[str, Any], files_found: int, spl
                   skipped: list[dict], oddities: dict[str, float]) -> dict[str, Any]:
     totals = {name: sum(split[name] for split in splits.values()) for name in COUNTS}
     return {
+        "store_format": STORE_FORMAT,
         "codec_version": settings["codec_version"],
         "settings": {"ticks_per_beat": settings["ticks_per_beat"], "splits": settings["splits"]},
         "fields": list(events.FIELDS),
@@ -173,6 +213,13 @@ def make_manifest(root: Path, settings: Mapping[str, Any], files_found: int, spl
         "oddities": oddities,
         "skipped": skipped,
     }
+
+
+def manifest_json(manifest: Mapping[str, Any]) -> str:
+    """Indented JSON, with each list of numbers (a field's counts) on one line, so the file stays readable."""
+    text = json.dumps(manifest, indent=2)
+    return re.sub(r"\[\s*(-?\d+(?:,\s*-?\d+)*)\s*\]", lambda m: "[" + re.sub(r",\s*", ", ", m.group(1)) + "]",
+                  text) + "\n"
 
 
 def summary(manifest: Mapping[str, Any]) -> str:
@@ -201,7 +248,8 @@ def prepare_store(data_cfg: Any) -> Path:
     root = data_root(data_cfg)
     files = corpus.find_midi_files(root)
     settings = {"codec_version": getattr(events, "CODEC_VERSION", "1"),
-                "ticks_per_beat": int(data_cfg.ticks_per_beat), "splits": corpus.check_splits(data_cfg.splits)}
+                "ticks_per_beat": int(data_cfg.ticks_per_beat), "splits": corpus.check_splits(data_cfg.splits),
+                "store_format": STORE_FORMAT}
     name = "bach" if data_cfg.name == "bach" else root.name
     path = Path(str(data_cfg.cache_dir)).expanduser() / "stores" / f"{name}-{store_key(root, files, settings)}"
     if (path / MANIFEST).is_file():

@@ -19,6 +19,7 @@ from midiformer.model import LIKELIHOODS, validate_model_config
 from midiformer.train.distributed import check_batch_split
 from midiformer.train.precision import PRECISIONS
 from midiformer.train.swa import SWAS
+from midiformer.train.throughput import parse_max_time
 
 RESUME_CHOICES = ("auto", "never")
 DEVICES = ("auto", "cpu", "cuda")
@@ -46,6 +47,8 @@ CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("trainer.sample_every", nonnegative_int, "an integer >= 0 (0 = off)"),
     ("trainer.sample_events", positive_int, "a positive integer"),
     ("trainer.sample_primer_events", positive_int, "a positive integer"),
+    ("trainer.prefetch", nonnegative_int, "an integer >= 0 (0 = build batches on the loop's thread)"),
+    ("trainer.peak_flops", lambda v: v is None or (is_number(v) and v > 0), "null or a number of FLOP/s > 0"),
     ("trainer.val_batches", lambda v: v is None or positive_int(v), "null or a positive integer"),
     ("trainer.device", lambda v: v in DEVICES, f"one of: {', '.join(DEVICES)}"),
     ("trainer.nonfinite_loss", lambda v: v in NONFINITE_POLICIES, f"one of: {', '.join(NONFINITE_POLICIES)}"),
@@ -57,6 +60,7 @@ CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
 def validate_config(cfg: DictConfig) -> None:
     """Everything train.py reads, checked up front. Raises ConfigError."""
     check_values(cfg, CHECKS)
+    parse_max_time(cfg.trainer.max_time)
     validate_model_config(cfg.model)
     if cfg.data.seq_len > cfg.model.max_seq_len:
         raise ConfigError(f"data.seq_len={cfg.data.seq_len} must be <= model.max_seq_len={cfg.model.max_seq_len}")

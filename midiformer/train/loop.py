@@ -6,11 +6,15 @@
 
 Every rank computes; rank 0 writes (config, metrics, TensorBoard, W&B, checkpoints). A run started
 again in the same folder resumes from checkpoints/last.pt, bitwise as if it had never stopped.
+
+The data path (docs/scale.md): batches are built ahead on a thread (prefetch.BatchSource) from the
+same pure function of (seed, step); the losses of a step stay on the device and the host reads them
+only at log steps, validations and checkpoints; stopping (a signal, trainer.max_time) is agreed by
+all ranks one step late so that asking never stalls the device.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -26,11 +30,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from midiformer import provenance
 from midiformer.codec import events
-from midiformer.common import CONF_DIR, TrainingError, exit_on_user_error, pick_device
+from midiformer.codec.grammar import SongStart
+from midiformer.common import CONF_DIR, exit_on_user_error, pick_device
 from midiformer.data.augment import AUGMENTS
-from midiformer.data.dataset import eval_batches, train_batch
+from midiformer.data.dataset import eval_batches, eval_window_count, train_batch
 from midiformer.data.store import Store, prepare_store
 from midiformer.generate.during_training import sample_during_training
 from midiformer.model import LIKELIHOODS, MidiGPT, loss_from, masked_field_losses
@@ -48,10 +52,14 @@ from midiformer.train.metrics import (
     evaluate_model,
     unigram_report,
 )
+from midiformer.train.nonfinite import NonfiniteLosses
 from midiformer.train.optim import build_optimizer, build_scheduler
 from midiformer.train.precision import PRECISIONS
-from midiformer.train.preemption import StopSignals
+from midiformer.train.preemption import StopSignals, StopVote
+from midiformer.train.prefetch import BatchSource
+from midiformer.train.summary import write_summary
 from midiformer.train.swa import SWAS
+from midiformer.train.throughput import Throughput, flops_per_event, parse_max_time, peak_flops
 
 log = logging.getLogger("midiformer.train")
 
@@ -88,6 +96,8 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
         self.store = self._open_store()
+        # memory maps and per-song offsets: nothing here reads a split (the unigram baseline comes from
+        # the store's field counts)
         self.train_events, self.train_offsets = self.store.events("train"), self.store.offsets("train")
         self.val_events = self.store.events("val")
         self.augment = AUGMENTS.build(cfg.data.augment)
@@ -102,20 +112,35 @@ class Trainer:
         self.step, self.best_val, self.elapsed, self.skipped_steps = 0, math.inf, 0.0, 0
         self._resume()
 
-        forward_model = torch.compile(self.model) if cfg.trainer.compile else self.model
-        self.train_model = (torch.nn.parallel.DistributedDataParallel(forward_model, device_ids=[device.index] if
-                                                                      device.type == "cuda" else None)
-                            if env.enabled else forward_model)
+        # DDP first, then compile: dynamo's DDPOptimizer splits the graph at DDP's gradient buckets, so
+        # the all-reduces overlap the backward pass (compiling inside DDP would leave one bucket at the end)
+        ddp_model = (torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[device.index] if
+                                                               device.type == "cuda" else None)
+                     if env.enabled else self.model)
+        self.train_model = torch.compile(ddp_model) if cfg.trainer.compile else ddp_model
+        self.batches: BatchSource | None = None  # opened by fit() at the step it resumes from
+        self.nonfinite = NonfiniteLosses(cfg.trainer.nonfinite_loss, device)
 
     # --- setup ----------------------------------------------------------------------------------
 
     def _open_store(self) -> Store:
-        if self.env.is_main:
-            path = prepare_store(self.cfg.data)
-        distributed.barrier()  # the other ranks find the store rank 0 prepared, and reuse it
-        if not self.env.is_main:
-            path = prepare_store(self.cfg.data)
-        return Store(path)
+        # rank 0 finds, checks and (if need be) prepares the store; the others take its path, so that a
+        # corpus of a million files is walked once per job, not once per rank
+        path = prepare_store(self.cfg.data) if self.env.is_main else None
+        return Store(distributed.broadcast_object(str(path) if path is not None else None))
+
+    def make_batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor, SongStart]:
+        """Micro-batch `index` (step * grad_accum_steps + micro) of this rank: (inputs, masked targets, the
+        song state before each window), built on the CPU (the prefetch thread), a pure function of (seed, index)."""
+        cfg, accum = self.cfg, self.cfg.optim.grad_accum_steps
+        batch = train_batch(self.train_events, self.train_offsets, index, seed=cfg.seed,
+                            batch_size=cfg.data.batch_size // accum, seq_len=cfg.data.seq_len,
+                            augment=self.augment, rank=self.env.rank, world_size=self.env.world_size)
+        return batch.to("cpu")  # inputs and masked targets made here, off the loop's thread
+
+    def open_batches(self) -> BatchSource:
+        start = self.step * self.cfg.optim.grad_accum_steps
+        return BatchSource(self.make_batch, start, self.device, depth=self.cfg.trainer.prefetch)
 
     def _resume(self) -> None:
         choice = self.cfg.trainer.resume
@@ -137,14 +162,15 @@ class Trainer:
 
     # --- one optimizer step ---------------------------------------------------------------------
 
-    def train_step(self) -> dict[str, float]:
+    def train_step(self) -> torch.Tensor | None:
+        """One optimizer step. Returns the summed nats per field and the target count of the step, all
+        ranks together, on the device (step_metrics reads them at log steps), or None if it was skipped."""
         cfg, accum = self.cfg, self.cfg.optim.grad_accum_steps
+        if self.batches is None:
+            self.batches = self.open_batches()
         totals = torch.zeros(len(events.FIELDS) + 1, dtype=torch.float64, device=self.device)
         for micro in range(accum):
-            batch = train_batch(self.train_events, self.train_offsets, self.step * accum + micro, seed=cfg.seed,
-                                batch_size=cfg.data.batch_size // accum, seq_len=cfg.data.seq_len,
-                                augment=self.augment, rank=self.env.rank, world_size=self.env.world_size)
-            inputs, targets, start = batch.to(self.device)
+            inputs, targets, start = self.batches.next()
             masks = self.likelihood(inputs, targets, start)
             torch.manual_seed(dropout_seed(cfg.seed, self.step, micro, self.env.rank))
             sync = micro == accum - 1 or not self.env.enabled
@@ -155,13 +181,19 @@ class Trainer:
             self.precision.scaler.scale(loss).backward()
             totals += torch.stack([*(nats[f].detach().double() for f in events.FIELDS), n_events.double()])
         totals = distributed.all_reduce_sum(totals)
+        if not self.nonfinite.keep(totals, self.step):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            return None
+        self._apply_gradients()
+        return totals
+
+    def step_metrics(self, totals: torch.Tensor | None) -> dict[str, float]:
+        """The training loss of a step from its device totals: the host sync of a log step."""
+        if totals is None:
+            return {}
         field_loss = dict(zip(events.FIELDS, (totals[:-1] / totals[-1]).tolist()))
         train_loss = sum(field_loss.values())
-        if not math.isfinite(train_loss):
-            self.optimizer.zero_grad(set_to_none=True)
-            self._on_nonfinite(train_loss)
-            return {}
-        self._apply_gradients()
         return {"train/loss": train_loss, "train/bits_per_event": train_loss / math.log(2),
                 **{f"train/loss/{f}": v for f, v in field_loss.items()},
                 "lr": self.optimizer.param_groups[0]["lr"]}
@@ -179,17 +211,11 @@ class Trainer:
         else:
             self.scheduler.step()
 
-    def _on_nonfinite(self, loss: float) -> None:
-        if self.cfg.trainer.nonfinite_loss == "stop":
-            raise TrainingError(f"step {self.step}: training loss is {loss}; stopping (trainer.nonfinite_loss=skip "
-                                f"drops such steps instead; a lower optim.lr or trainer/precision=fp32 may help)")
-        self.skipped_steps += 1
-        log.warning("step %d: training loss is %s; step skipped (%d so far)", self.step, loss, self.skipped_steps)
-
     # --- validation and checkpoints -------------------------------------------------------------
 
-    def validate(self) -> dict[str, float]:
-        split_rows = len(self.val_events)
+    def validate(self, val_batches: int | None = None) -> dict[str, float]:
+        """Bits per event on the validation split (trainer.val_batches batches of it, or `val_batches`)."""
+        split_rows, val_batches = len(self.val_events), val_batches or self.cfg.trainer.val_batches
         report = {}
         models = {"val/": self.model}
         if self.swa.model is not None and int(self.swa.model.n_averaged) > 0:
@@ -198,8 +224,8 @@ class Trainer:
             batches = eval_batches(self.val_events, self.cfg.data.eval_batch_size, self.cfg.data.seq_len,
                                    offsets=self.store.offsets("val"), rank=self.env.rank,
                                    world_size=self.env.world_size)
-            if self.cfg.trainer.val_batches:
-                batches = (b for _, b in zip(range(self.cfg.trainer.val_batches), batches))
+            if val_batches:
+                batches = (b for _, b in zip(range(val_batches), batches))
             nats, n_events, n_notes = evaluate_model(model, batches, device=self.device, precision=self.precision,
                                                      likelihood=self.likelihood, all_reduce=distributed.all_reduce_sum)
             seconds = self.store.manifest["splits"]["val"]["seconds"] if n_events == split_rows - 1 else None
@@ -216,93 +242,125 @@ class Trainer:
         }
 
     def save(self, name: str) -> None:
+        self.nonfinite.check()
         if self.env.is_main:
-            save_checkpoint(self.checkpoint_state(), self.ckpt_dir / name)
+            # the training split's field counts travel with the weights: evaluate's unigram baseline on
+            # any folder is "what the model was told", even where the training store is not at hand
+            train_counts = {f: torch.from_numpy(c) for f, c in self.store.field_counts("train").items()}
+            save_checkpoint({**self.checkpoint_state(), "train_field_counts": train_counts}, self.ckpt_dir / name)
 
     # --- the loop -------------------------------------------------------------------------------
 
     def fit(self, on_validation: Callable[[int, dict[str, float]], None] | None = None) -> float:
-        """Train to trainer.max_steps. `on_validation(step, metrics)` is called on every rank after each
-        validation (hpo reports to Optuna there) and may raise StopRun."""
+        """Train to trainer.max_steps (or trainer.max_time). `on_validation(step, metrics)` is called on
+        every rank after each validation (hpo reports to Optuna there) and may raise StopRun."""
         cfg, trainer_cfg = self.cfg, self.cfg.trainer
         sinks = MetricSinks(self.run_dir, cfg.logger, OmegaConf.to_container(cfg, resolve=True),
                             resume_step=self.step) if self.env.is_main else None
         baseline = self.unigram_baseline()
         progress = tqdm(total=trainer_cfg.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
                         disable=not (self.env.is_main and cfg.logger.progress), desc="train")
-        events_per_step = cfg.data.batch_size * cfg.data.seq_len
+        meter = Throughput(cfg.data.batch_size * cfg.data.seq_len,
+                           flops_per_event(self.model, cfg.model.n_layer, cfg.model.d_model, cfg.data.seq_len),
+                           peak_flops(trainer_cfg.get("peak_flops"), self.device))
+        max_time = parse_max_time(trainer_cfg.get("max_time"))
+        # reserved before max_time: what the longest validation + checkpoint took (a guess until one is timed)
+        closing_guess, closing_seconds = (self.validation_guess() if max_time is not None else 0.0), None
         last_val: dict[str, float] = {}
-        status, stopped = "finished", None
-        with StopSignals() as stop:
-            while self.step < trainer_cfg.max_steps:
-                started = time.perf_counter()
-                metrics = self.train_step()
-                self.step += 1
-                seconds = time.perf_counter() - started
-                self.elapsed += seconds
-                metrics["events_per_s"] = events_per_step / seconds
-                last_step = self.step == trainer_cfg.max_steps
-                if sinks and metrics.get("train/loss") is not None and (self.step % trainer_cfg.log_every == 0 or last_step):
-                    sinks.log(self.step, metrics)
-                if _due(self.step, trainer_cfg.val_every, last_step):
-                    last_val = self.validate()
-                    improved = last_val["val/bits_per_event"] < self.best_val
-                    self.best_val = min(self.best_val, last_val["val/bits_per_event"])
-                    if sinks:
-                        sinks.log(self.step, last_val)
-                    if improved:
-                        self.save("best.pt")
-                    if on_validation is not None:
-                        try:
-                            on_validation(self.step, last_val)
-                        except StopRun as request:
-                            stopped = request
-                if sinks and trainer_cfg.sample_every and _due(self.step, trainer_cfg.sample_every, last_step):
-                    sample_during_training(self.model, self.store, cfg, self.run_dir, self.step, sinks)
-                stopping = stop.requested(distributed.all_reduce_sum, self.device)
-                if _due(self.step, trainer_cfg.ckpt_every, last_step) or stopping or stopped is not None:
-                    self.save("last.pt")
-                progress.update(1)
-                progress.set_postfix(loss=f"{metrics.get('train/loss', float('nan')):.3f}",
-                                     ev_s=f"{metrics['events_per_s']:.0f}", refresh=False)
-                if stopping or stopped is not None:
-                    status = "preempted" if stopping else "stopped"
-                    break
-            progress.close()
-            if sinks:
-                self.write_summary(status, last_val, baseline, events_per_step)
-                sinks.close()
-            if status == "preempted":
-                log.warning("stopped by signal %s at step %d; checkpoint written to %s",
-                            stop.signal_name, self.step, self.ckpt_dir / "last.pt")
-                stop.hand_over(distributed.barrier)  # to submitit's handler (requeue) when there is one, else exit
+        status, stopped, first_step_at = "finished", None, None
+        self.batches = self.batches or self.open_batches()
+        if max_time is not None and self.elapsed + closing_guess >= max_time:  # resumed with no room for a step
+            status = "time_limit"
+        try:
+            with StopSignals() as stop:
+                vote = StopVote(stop, self.env.enabled, self.device, distributed.all_reduce_sum)
+                mark = time.perf_counter()
+                meter.start()
+                while status == "finished" and self.step < trainer_cfg.max_steps:
+                    totals = self.train_step()
+                    self.step += 1
+                    meter.step_done(self.batches.take_wait())
+                    first_step_at = first_step_at or time.time()
+                    last_step = self.step == trainer_cfg.max_steps
+                    if self.step % trainer_cfg.log_every == 0 or last_step:
+                        metrics = self.step_metrics(totals)  # the host sync: the device finished the steps
+                        self.nonfinite.check()
+                        speed = {k: v for k, v in meter.interval().items() if v is not None}
+                        if sinks and metrics:
+                            sinks.log(self.step, {**metrics, **speed})
+                        progress.set_postfix(loss=f"{metrics.get('train/loss', float('nan')):.3f}",
+                                             ev_s=f"{speed.get('events_per_s', 0):.0f}", refresh=False)
+                    now = time.perf_counter()
+                    self.elapsed, mark = self.elapsed + now - mark, now
+                    step_seconds = meter.mean_step_seconds() or 0.0
+                    # stop while a step, the vote's lag and the closing validation + checkpoint still fit
+                    time_up = max_time is not None and (
+                        self.elapsed + (1 + vote.lag) * step_seconds
+                        + (closing_guess if closing_seconds is None else closing_seconds) >= max_time)
+                    signalled, out_of_time = vote(time_up)
+                    closing = time.perf_counter()
+                    meter.pause()
+                    validated = _due(self.step, trainer_cfg.val_every, last_step)
+                    if validated or (out_of_time and not signalled):
+                        self.nonfinite.check()
+                        last_val = self.validate()
+                        improved = last_val["val/bits_per_event"] < self.best_val
+                        self.best_val = min(self.best_val, last_val["val/bits_per_event"])
+                        if sinks:
+                            sinks.log(self.step, last_val)
+                        if improved:
+                            self.save("best.pt")
+                        if on_validation is not None:
+                            try:
+                                on_validation(self.step, last_val)
+                            except StopRun as request:
+                                stopped = request
+                    if sinks and trainer_cfg.sample_every and _due(self.step, trainer_cfg.sample_every, last_step):
+                        sample_during_training(self.model, self.store, cfg, self.run_dir, self.step, sinks)
+                    ending = signalled or out_of_time or stopped is not None
+                    if _due(self.step, trainer_cfg.ckpt_every, last_step) or ending:
+                        self.elapsed += time.perf_counter() - mark
+                        mark = time.perf_counter()
+                        self.save("last.pt")
+                    if validated or ending:
+                        closing_seconds = max(closing_seconds or 0.0, time.perf_counter() - closing)
+                    meter.start()
+                    progress.update(1)
+                    if ending:
+                        status = ("preempted" if signalled else "stopped" if stopped is not None else "time_limit")
+                        break
+                self.elapsed += time.perf_counter() - mark
+                progress.close()
+                if sinks:
+                    write_summary(self, status, last_val, baseline, meter, first_step_at)
+                    sinks.close()
+                if status == "preempted":
+                    log.warning("stopped by signal %s at step %d; checkpoint written to %s",
+                                stop.signal_name, self.step, self.ckpt_dir / "last.pt")
+                    stop.hand_over(distributed.barrier)  # to submitit's handler (requeue) when there is one, else exit
+                if status == "time_limit" and self.env.is_main:
+                    log.info("trainer.max_time=%s reached at step %d (%.0f s of training); checkpoint written to %s",
+                             trainer_cfg.max_time, self.step, self.elapsed, self.ckpt_dir / "last.pt")
+        finally:
+            self.batches.close()
+            self.batches = None
         if stopped is not None:
             raise stopped
         return self.best_val
 
-    def unigram_baseline(self) -> dict[str, float]:
-        return unigram_report(self.train_events, self.val_events, self.store.manifest["splits"]["val"]["seconds"],
-                              prefix="unigram/val/")
+    def validation_guess(self) -> float:
+        """Seconds the closing validation will take, from one timed batch: trainer.max_time keeps room for it
+        until a whole validation has been timed."""
+        started = time.perf_counter()
+        self.validate(val_batches=1)
+        batches = -(-eval_window_count(len(self.val_events), self.cfg.data.seq_len) // self.cfg.data.eval_batch_size)
+        return (time.perf_counter() - started) * min(batches, self.cfg.trainer.val_batches or batches)
 
-    def write_summary(self, status: str, last_val: dict, baseline: dict, events_per_step: int) -> None:
-        metrics = [json.loads(line) for line in (self.run_dir / "metrics.jsonl").read_text().splitlines()]
-        train_losses = [m["train/loss"] for m in metrics if "train/loss" in m]
-        swa_values = [m["val/swa/bits_per_event"] for m in metrics if "val/swa/bits_per_event" in m]
-        summary = {
-            "status": status, "steps": self.step, "max_steps": self.cfg.trainer.max_steps,
-            "final_val_bits_per_event": last_val.get("val/bits_per_event"),
-            "best_val_bits_per_event": self.best_val if math.isfinite(self.best_val) else None,
-            "final_swa_val_bits_per_event": last_val.get("val/swa/bits_per_event"),
-            "best_swa_val_bits_per_event": min(swa_values) if swa_values else None,
-            "final_train_loss": train_losses[-1] if train_losses else None,
-            "final_val": last_val, "unigram_baseline": baseline,
-            "wall_time_s": self.elapsed, "events_per_s": self.step * events_per_step / max(self.elapsed, 1e-9),
-            "skipped_steps": self.skipped_steps, "params": self.model.num_params(),
-            "seed": self.cfg.seed, "git_commit": provenance.git_commit(), "versions": provenance.library_versions(),
-            "machine": provenance.machine(), "world_size": self.env.world_size, "device": str(self.device),
-            "store": str(self.store.path),
-        }
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    def unigram_baseline(self) -> dict[str, float]:
+        """From the store's field counts: reads one row of the validation split, whatever its size."""
+        targets, n_events, n_notes = self.store.target_counts("val")
+        return unigram_report(self.store.field_counts("train"), targets, n_events, n_notes,
+                              self.store.manifest["splits"]["val"]["seconds"], prefix="unigram/val/")
 
 
 def _due(step: int, every: int, last_step: bool) -> bool:

@@ -74,3 +74,35 @@ class StopSignals:
         finally:
             barrier()
         sys.exit(exit_code)
+
+
+class StopVote:
+    """Should the run stop (a signal on any rank, or any rank's time budget)? Every rank must agree, or
+    the collectives would hang. One process decides at once, on the host. Several all-reduce their
+    flags every step and read the ones of the step before: that all-reduce has finished by then, so the
+    read never waits for the device, and a stop comes one step after it was asked (lag = 1)."""
+
+    def __init__(self, signals: StopSignals, enabled: bool, device: torch.device | str,
+                 all_reduce: Callable[[torch.Tensor], torch.Tensor]):
+        self.signals, self.enabled, self.device, self.all_reduce = signals, enabled, device, all_reduce
+        self.lag = 1 if enabled else 0
+        self._pending: torch.Tensor | None = None
+        # a plain host-to-GPU copy waits for the whole stream: the flags go through two pinned buffers
+        # in turn (a buffer is reused two calls later, after the read that waited for its copy)
+        pinned = torch.device(device).type == "cuda"
+        self._buffers = [torch.zeros(len(SIGNALS) + 1, pin_memory=pinned) for _ in range(2)]
+        self._calls = 0
+
+    def __call__(self, time_up: bool) -> tuple[bool, bool]:
+        flags = [float(s in self.signals.received) for s in SIGNALS] + [float(time_up)]
+        if self.enabled:
+            buffer = self._buffers[self._calls % 2]
+            self._calls += 1
+            buffer.copy_(torch.tensor(flags))
+            sent = self.all_reduce(buffer.to(self.device, non_blocking=True))
+            agreed, self._pending = (self._pending.tolist() if self._pending is not None else None), sent
+            if agreed is None:
+                return False, False
+            flags = agreed
+        self.signals.signum = next((s for s, flag in zip(SIGNALS, flags) if flag > 0), None)
+        return self.signals.signum is not None, flags[-1] > 0

@@ -197,3 +197,31 @@ def test_parallel_workers_write_the_same_store_as_one(small_store, small_files, 
         np.testing.assert_array_equal(parallel.events(split), small_store.events(split))
         np.testing.assert_array_equal(parallel.offsets(split), small_store.offsets(split))
         assert parallel.songs(split) == small_store.songs(split)
+
+
+def test_manifest_field_counts_equal_a_count_of_the_rows(small_store):
+    for split in small_store.manifest["splits"]:
+        rows = np.asarray(small_store.events(split))
+        counts = small_store.field_counts(split)
+        for column, field in enumerate(events.FIELDS):
+            expected = np.zeros(events.VOCAB[field], np.int64)
+            for row in rows:
+                if events.APPLIES[row[0], column]:
+                    expected[row[column]] += 1
+            np.testing.assert_array_equal(counts[field], expected, err_msg=f"{split} {field}")
+        assert counts["type"].sum() == len(rows) and counts["type"][events.NOTE_ON] == events.count_notes(rows)
+        targets, n_events, n_notes = small_store.target_counts(split)  # every row but the first
+        assert (n_events, n_notes) == (max(len(rows) - 1, 0), events.count_notes(rows[1:]))
+        np.testing.assert_array_equal(targets["type"], np.bincount(rows[1:, 0], minlength=len(events.TYPES)))
+
+
+def test_the_manifest_stays_readable_and_old_stores_are_not_reused(small_store):
+    text = (small_store.path / store.MANIFEST).read_text()
+    assert len(text.splitlines()) < 200  # each field's counts on one line, not one number a line
+    assert json.loads(text)["store_format"] == store.STORE_FORMAT
+    old = dict(small_store.manifest)
+    old["splits"] = {name: {k: v for k, v in split.items() if k != "field_counts"} for name, split in old["splits"].items()}
+    stale = Store.__new__(Store)
+    stale.path, stale.manifest = small_store.path, old
+    with pytest.raises(FileNotFoundError, match="without field counts.*prepare it again"):
+        stale.field_counts("train")
