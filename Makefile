@@ -7,7 +7,7 @@ TORCH_INDEX ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install train prepare test bench-prep bench-train bench-generate paper-table clean
+.PHONY: help install train prepare test bench-prep bench-train bench-generate bench-quality paper-table clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ bench-train: $(STAMP) ## training events/s against a plain one-token GPT
 
 bench-generate: $(STAMP) ## generation events/s with and without the KV cache
 	$(PY) benchmarks/bench_generate.py $(ARGS)
+
+bench-quality: $(STAMP) ## held-out bits/note and bits/second against MidiTok REMI and MIDILike + a plain GPT (~40 min on 2 cores)
+	$(PY) benchmarks/bench_quality.py $(ARGS)
 
 paper-table: $(STAMP) ## run every claim of the seed at CPU scale and write experiments/paper_table/RESULTS.md
 	$(PY) experiments/paper_table/run.py $(ARGS)
