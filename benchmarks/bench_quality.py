@@ -188,7 +188,7 @@ def figures(results: dict[str, dict], held_out: quality_data.HeldOut) -> None:
     """bits/note, bits/second and the unigram baseline's, on the shared denominators (in place)."""
     notes, seconds = sum(held_out.notes.values()), sum(held_out.seconds.values())
     for result in results.values():
-        result.update(bits_per_note=result["total_bits"] / notes, bits_per_second=result["total_bits"] / seconds,
+        result.update(notes=notes, seconds=seconds, bits_per_note=result["total_bits"] / notes, bits_per_second=result["total_bits"] / seconds,
                       unigram_bits_per_note=result["unigram_total_bits"] / notes,
                       unigram_bits_per_second=result["unigram_total_bits"] / seconds,
                       per_note=result["targets"] / notes, notes_coded_share=result["notes_coded"] / notes)
@@ -222,6 +222,11 @@ def field_table(results: dict[str, dict]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    try:
+        import miditok  # noqa: F401
+        import symusic  # noqa: F401
+    except ImportError as error:
+        raise ConfigError(f"{error.name} is not installed: pip install -e '.[bench]' (or make install)") from None
     started = time.perf_counter()
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     command = "python benchmarks/bench_quality.py " + shlex.join(sys.argv[1:] if argv is None else argv)
