@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def midiformer_overrides(side: dict, shape: dict, train_root: Path, cache_dir: P
         f"model.max_seq_len={shape['context']}", f"model.dropout={shape['dropout']}",
         f"optim.lr={shape['lr']}", f"optim.warmup_steps={shape['warmup']}", f"optim.min_lr_ratio={shape['min_lr_ratio']}",
         "trainer/precision=fp32", f"trainer.device={shape['device']}", f"trainer.max_steps={shape['steps']}",
-        "trainer.val_every=0", "trainer.ckpt_every=0", f"trainer.log_every={max(1, shape['steps'] // 20)}",
+        "trainer.val_every=0", "trainer.ckpt_every=0", "trainer.resume=never", f"trainer.log_every={max(1, shape['steps'] // 20)}",
         f"trainer.num_threads={shape['threads']}", "logger.progress=false", "logger.tensorboard=false",
         f"seed={shape['seed']}", *side.get("overrides", []),
     ]
@@ -50,6 +51,7 @@ def run_side(side: dict, shape: dict, paths: dict) -> dict:
     """Worker entry: train and score one side; returns its figures (JSON-ready)."""
     torch.set_num_threads(shape["threads"])
     run_dir = Path(paths["work_dir"]) / side["name"]
+    shutil.rmtree(run_dir, ignore_errors=True)  # every run starts afresh: an old last.pt would be resumed
     started = time.perf_counter()
     print(f"[{side['name']}] training on {shape['threads']} thread(s): {shape['steps']} steps", flush=True)
     result = (run_midiformer if side["kind"] == "midiformer" else run_miditok)(side, shape, paths, run_dir)
@@ -69,7 +71,8 @@ def run_midiformer(side: dict, shape: dict, paths: dict, run_dir: Path) -> dict:
     cfg = compose_config("config", midiformer_overrides(side, shape, Path(paths["train_root"]), Path(paths["cache_dir"])))
     train_started = time.perf_counter()
     train(cfg, run_dir)
-    train_seconds = time.perf_counter() - train_started
+    run_seconds = time.perf_counter() - train_started  # with store preparation and the final validation
+    summary = json.loads((run_dir / "summary.json").read_text())
     report = score_folder(run_dir / "checkpoints" / "last.pt", cfg, Path(paths["heldout_root"]), run_dir, shape)
     held_out = Store(report["store"])
     if held_out.manifest["files_skipped"] or held_out.manifest["songs"] != paths["heldout_files"]:
@@ -82,9 +85,9 @@ def run_midiformer(side: dict, shape: dict, paths: dict, run_dir: Path) -> dict:
         "unigram_total_bits": unigram["bits_per_event"] * report["events"],
         "bits_per_event_by_field": {key.split("/", 1)[1]: value for key, value in report["model"].items()
                                     if key.startswith("bits_per_event/")},
-        "notes_coded": report["notes"], "train_seconds": round(train_seconds, 1),
-        "train_files": train_store.manifest["splits"]["train"]["songs"],
-        "params": parameter_count(run_dir), "final_train_loss": last_train_loss(run_dir),
+        "notes_coded": report["notes"], "train_seconds": round(summary["wall_time_s"], 1),  # the steps alone
+        "run_seconds": round(run_seconds, 1), "train_files": train_store.manifest["splits"]["train"]["songs"],
+        "params": summary["params"], "final_train_bits_per_target": summary["final_train_loss"] / LN2,
         "run_dir": str(run_dir), "overrides": list(side.get("overrides", [])),
         "resolution": {"ticks_per_beat": side["ticks_per_beat"], "velocity_levels": side["velocity_levels"]},
     }
@@ -106,17 +109,6 @@ def score_folder(checkpoint: Path, train_cfg, folder: Path, run_dir: Path, shape
         return evaluate(cfg)
     finally:
         torch.set_grad_enabled(True)
-
-
-def parameter_count(run_dir: Path) -> int:
-    state = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
-    return sum(t.numel() for t in state["model"].values())
-
-
-def last_train_loss(run_dir: Path) -> float | None:
-    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    losses = [m["train/loss"] / LN2 for m in lines if "train/loss" in m]  # bits per event
-    return losses[-1] if losses else None
 
 
 # --- MidiTok + the plain GPT ---------------------------------------------------------------------
@@ -164,7 +156,7 @@ def run_miditok(side: dict, shape: dict, paths: dict, run_dir: Path) -> dict:
             if (step + 1) % log_every == 0 or step + 1 == shape["steps"]:
                 metrics.write(json.dumps({"step": step + 1, "train/loss": losses[-1]}) + "\n")
                 metrics.flush()
-    train_seconds = time.perf_counter() - train_started
+    train_seconds = time.perf_counter() - train_started  # batches and steps, as the trainer's wall_time_s
     total_nats = stream_nats(model, held_out, shape["context"], shape["batch"], device)
     targets = len(held_out) - 1
     return {
@@ -173,7 +165,7 @@ def run_miditok(side: dict, shape: dict, paths: dict, run_dir: Path) -> dict:
         "notes_coded": int(np.isin(held_out, note_token_ids(tokenizer)).sum()), "vocab": len(tokenizer),
         "train_seconds": round(train_seconds, 1), "train_files": len(paths["train_files"]) - len(train_stream.failed),
         "train_files_unreadable": train_stream.failed, "train_tokens": int(len(train_stream.tokens)),
-        "params": sum(p.numel() for p in model.parameters()), "final_train_loss": losses[-1] / LN2,
+        "params": sum(p.numel() for p in model.parameters()), "final_train_bits_per_target": losses[-1] / LN2,
         "codec": side["codec"], "tokenizer_options": {k: str(v) for k, v in side["options"].items()},
     }
 
