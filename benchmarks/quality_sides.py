@@ -117,7 +117,6 @@ def run_miditok(side: dict, shape: dict, paths: dict, run_dir: Path) -> dict:
     from plain_gpt import PlainGPT
     from quality_data import make_tokenizer, note_token_ids, token_stream
 
-    from midiformer.data.dataset import train_batch
     from midiformer.train.optim import build_optimizer, build_scheduler
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -141,8 +140,7 @@ def run_miditok(side: dict, shape: dict, paths: dict, run_dir: Path) -> dict:
     train_started = time.perf_counter()
     with open(run_dir / "metrics.jsonl", "w") as metrics:
         for step in range(shape["steps"]):
-            batch = train_batch(train_stream.tokens, train_stream.offsets, step, seed=shape["seed"],
-                                batch_size=shape["batch"], seq_len=shape["context"]).to(device)
+            batch = token_batch(train_stream, step, shape).to(device)
             loss = F.cross_entropy(model(batch[:, :-1]).flatten(0, 1), batch[:, 1:].flatten())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -168,6 +166,16 @@ def run_miditok(side: dict, shape: dict, paths: dict, run_dir: Path) -> dict:
         "params": sum(p.numel() for p in model.parameters()), "final_train_bits_per_target": losses[-1] / LN2,
         "codec": side["codec"], "tokenizer_options": {k: str(v) for k, v in side["options"].items()},
     }
+
+
+def token_batch(stream, step: int, shape: dict) -> torch.Tensor:
+    """The windows (batch, context + 1) of `step`, drawn as midiformer's train_batch draws its windows: a
+    generator seeded by (seed, step), uniform starts with a share snapped to a song's first token."""
+    from midiformer.data.dataset import window_starts
+
+    rng = np.random.default_rng([shape["seed"], step])
+    starts = window_starts(stream.offsets, len(stream.tokens), rng, shape["batch"], shape["context"])
+    return torch.from_numpy(np.stack([stream.tokens[start:start + shape["context"] + 1] for start in starts]))
 
 
 @torch.no_grad()
