@@ -174,7 +174,8 @@ def run_all(sides: list[dict], shape: dict, paths: dict, threads: int) -> dict[s
                 results[running.pop(future)] = future.result()
             if running:
                 status = ", ".join(f"{name} {last_step(Path(paths['work_dir']) / name)}/{shape['steps']}"
-                                   for name in sorted(running.values()))
+                                   if future.running() else f"{name} queued"
+                                   for future, name in sorted(running.items(), key=lambda item: item[1]))
                 print(f"[{(time.perf_counter() - started) / 60:5.1f} min] steps: {status}", flush=True)
     return results
 

@@ -31,7 +31,8 @@ def compose_config(config_name: str, overrides: list[str]):
 
 
 def midiformer_overrides(side: dict, shape: dict, train_root: Path, cache_dir: Path) -> list[str]:
-    """The train app's overrides of a midiformer side: data, shape, optimizer recipe, then the user's own."""
+    """The train app's overrides of a midiformer side: data, shape, optimizer recipe, then the user's own.
+    Validation is one batch at the end: the figures come from scoring last.pt on the held-out set."""
     levels = side["velocity_levels"]
     return [
         "data=midi_dir", f"data.root={train_root}", f"data.cache_dir={cache_dir}", "data.num_workers=1",
@@ -41,7 +42,7 @@ def midiformer_overrides(side: dict, shape: dict, train_root: Path, cache_dir: P
         f"model.max_seq_len={shape['context']}", f"model.dropout={shape['dropout']}",
         f"optim.lr={shape['lr']}", f"optim.warmup_steps={shape['warmup']}", f"optim.min_lr_ratio={shape['min_lr_ratio']}",
         "trainer/precision=fp32", f"trainer.device={shape['device']}", f"trainer.max_steps={shape['steps']}",
-        "trainer.val_every=0", "trainer.ckpt_every=0", "trainer.resume=never", f"trainer.log_every={max(1, shape['steps'] // 20)}",
+        "trainer.val_every=0", "trainer.val_batches=1", "trainer.ckpt_every=0", "trainer.resume=never", f"trainer.log_every={max(1, shape['steps'] // 20)}",
         f"trainer.num_threads={shape['threads']}", "logger.progress=false", "logger.tensorboard=false",
         f"seed={shape['seed']}", *side.get("overrides", []),
     ]
