@@ -201,12 +201,12 @@ def figures(results: dict[str, dict], held_out: quality_data.HeldOut) -> None:
 def table(title: str, names: list[str], results: dict[str, dict]) -> str:
     lines = [f"\n{title}",
              "| side | bits/note | bits/second | unigram bits/note | unigram bits/s | rows or tokens/note | "
-             "notes coded | params | train s |", "|---|---|---|---|---|---|---|---|---|"]
+             "notes coded | params | train s | side CPU s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         r = results[name]
         lines.append(f"| {name} | {r['bits_per_note']:.2f} | {r['bits_per_second']:.1f} | {r['unigram_bits_per_note']:.2f} "
                      f"| {r['unigram_bits_per_second']:.1f} | {r['per_note']:.2f} | {r['notes_coded_share']:.1%} "
-                     f"| {r['params'] / 1e6:.2f}M | {r['train_seconds']:.0f} |")
+                     f"| {r['params'] / 1e6:.2f}M | {r['train_seconds']:.0f} | {r['cpu_seconds_total']:.0f} |")
     ours = [n for n in names if results[n]["kind"] == "midiformer"]
     for other in (n for n in names if results[n]["kind"] == "miditok"):
         for name in ours:
@@ -247,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     paths = prepare(args, sides)
     held_out = paths["held_out"]
     results = run_all(sides, shape, paths, args.threads)
+    cpu = {"main": round(time.process_time(), 1), "sides": round(sum(r["cpu_seconds_total"] for r in results.values()), 1)}
     figures(results, held_out)
     notes, seconds = sum(held_out.notes.values()), sum(held_out.seconds.values())
     print(f"\nheld-out: {len(held_out.files)} files, {notes:,} notes, {seconds / 60:.1f} min (midiformer's reader); "
@@ -257,6 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     print(field_table(results))
     report = {
         "date": date, "machine": machine(), "command": command, "wall_seconds": round(time.perf_counter() - started, 1),
+        "cpu_seconds": cpu,
         "shape": shape, "threads": args.threads, "overrides": args.override, "tables": tables, "sides": results,
         "held_out": {"source": str(args.test or args.train), "files": len(held_out.files), "notes": notes,
                      "seconds": seconds, "per_file": {f: {"notes": held_out.notes[f], "seconds": held_out.seconds[f]}
@@ -265,7 +267,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\n{time.perf_counter() - started:.0f} s in all; written to {args.out}")
+    print(f"\n{time.perf_counter() - started:.0f} s in all; CPU time {cpu['main']:.0f} s here + {cpu['sides']:.0f} s in "
+          f"the sides (on idle cores, about the wall time of one thread each); written to {args.out}")
 
 
 if __name__ == "__main__":

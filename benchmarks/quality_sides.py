@@ -53,10 +53,11 @@ def run_side(side: dict, shape: dict, paths: dict) -> dict:
     torch.set_num_threads(shape["threads"])
     run_dir = Path(paths["work_dir"]) / side["name"]
     shutil.rmtree(run_dir, ignore_errors=True)  # every run starts afresh: an old last.pt would be resumed
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     print(f"[{side['name']}] training on {shape['threads']} thread(s): {shape['steps']} steps", flush=True)
     result = (run_midiformer if side["kind"] == "midiformer" else run_miditok)(side, shape, paths, run_dir)
-    result.update(name=side["name"], kind=side["kind"], seconds_total=round(time.perf_counter() - started, 1))
+    result.update(name=side["name"], kind=side["kind"], seconds_total=round(time.perf_counter() - started, 1),
+                  cpu_seconds_total=round(time.process_time() - cpu_started, 1))  # what an idle core would take
     print(f"[{side['name']}] done in {result['seconds_total'] / 60:.1f} min: {result['total_bits']:,.0f} bits "
           f"over {result['targets']:,} targets", flush=True)
     return result
