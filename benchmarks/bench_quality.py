@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -165,6 +166,8 @@ def run_all(sides: list[dict], shape: dict, paths: dict, threads: int) -> dict[s
     workers = max(1, min(threads, len(sides)))
     shape = {**shape, "threads": max(1, threads // workers)}
     worker_paths = {k: v for k, v in paths.items() if k != "held_out"}
+    for side in sides:  # every run starts afresh: an old last.pt would be resumed, old metrics misread
+        shutil.rmtree(Path(paths["work_dir"]) / side["name"], ignore_errors=True)
     results, started = {}, time.perf_counter()
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         running = {pool.submit(quality_sides.run_side, side, shape, worker_paths): side["name"] for side in sides}

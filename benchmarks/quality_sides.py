@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 
@@ -52,7 +51,6 @@ def run_side(side: dict, shape: dict, paths: dict) -> dict:
     """Worker entry: train and score one side; returns its figures (JSON-ready)."""
     torch.set_num_threads(shape["threads"])
     run_dir = Path(paths["work_dir"]) / side["name"]
-    shutil.rmtree(run_dir, ignore_errors=True)  # every run starts afresh: an old last.pt would be resumed
     started, cpu_started = time.perf_counter(), time.process_time()
     print(f"[{side['name']}] training on {shape['threads']} thread(s): {shape['steps']} steps", flush=True)
     result = (run_midiformer if side["kind"] == "midiformer" else run_miditok)(side, shape, paths, run_dir)
