@@ -69,9 +69,10 @@ def run_midiformer(side: dict, shape: dict, paths: dict, run_dir: Path) -> dict:
     from midiformer.train.metrics import unigram_report
 
     cfg = compose_config("config", midiformer_overrides(side, shape, Path(paths["train_root"]), Path(paths["cache_dir"])))
-    train_started = time.perf_counter()
+    train_started, cpu_started = time.perf_counter(), time.process_time()
     train(cfg, run_dir)
     run_seconds = time.perf_counter() - train_started  # with store preparation and the final validation
+    train_cpu_seconds = time.process_time() - cpu_started  # the same, in CPU seconds of this process
     summary = json.loads((run_dir / "summary.json").read_text())
     report = score_folder(run_dir / "checkpoints" / "last.pt", cfg, Path(paths["heldout_root"]), run_dir, shape)
     held_out = Store(report["store"])
@@ -86,7 +87,8 @@ def run_midiformer(side: dict, shape: dict, paths: dict, run_dir: Path) -> dict:
         "bits_per_event_by_field": {key.split("/", 1)[1]: value for key, value in report["model"].items()
                                     if key.startswith("bits_per_event/")},
         "notes_coded": report["notes"], "train_seconds": round(summary["wall_time_s"], 1),  # the steps alone
-        "run_seconds": round(run_seconds, 1), "train_files": train_store.manifest["splits"]["train"]["songs"],
+        "run_seconds": round(run_seconds, 1), "train_cpu_seconds": round(train_cpu_seconds, 1),
+        "train_files": train_store.manifest["splits"]["train"]["songs"],
         "params": summary["params"], "final_train_bits_per_target": summary["final_train_loss"] / LN2,
         "run_dir": str(run_dir), "overrides": list(side.get("overrides", [])),
         "resolution": {"ticks_per_beat": side["ticks_per_beat"], "velocity_levels": side["velocity_levels"]},
@@ -137,7 +139,7 @@ def run_miditok(side: dict, shape: dict, paths: dict, run_dir: Path) -> dict:
     optimizer = build_optimizer(model, optim_cfg)
     scheduler = build_scheduler(optimizer, optim_cfg, shape["steps"])
     log_every, losses = max(1, shape["steps"] // 20), []
-    train_started = time.perf_counter()
+    train_started, cpu_started = time.perf_counter(), time.process_time()
     with open(run_dir / "metrics.jsonl", "w") as metrics:
         for step in range(shape["steps"]):
             batch = token_batch(train_stream, step, shape).to(device)
@@ -155,13 +157,15 @@ def run_miditok(side: dict, shape: dict, paths: dict, run_dir: Path) -> dict:
                 metrics.write(json.dumps({"step": step + 1, "train/loss": losses[-1]}) + "\n")
                 metrics.flush()
     train_seconds = time.perf_counter() - train_started  # batches and steps, as the trainer's wall_time_s
+    train_cpu_seconds = time.process_time() - cpu_started
     total_nats = stream_nats(model, held_out, shape["context"], shape["batch"], device)
     targets = len(held_out) - 1
     return {
         "total_bits": total_nats / LN2, "targets": targets,
         "unigram_total_bits": unigram_nats(train_stream.tokens, held_out, len(tokenizer)) / LN2,
         "notes_coded": int(np.isin(held_out, note_token_ids(tokenizer)).sum()), "vocab": len(tokenizer),
-        "train_seconds": round(train_seconds, 1), "train_files": len(paths["train_files"]) - len(train_stream.failed),
+        "train_seconds": round(train_seconds, 1), "train_cpu_seconds": round(train_cpu_seconds, 1),
+        "train_files": len(paths["train_files"]) - len(train_stream.failed),
         "train_files_unreadable": train_stream.failed, "train_tokens": int(len(train_stream.tokens)),
         "params": sum(p.numel() for p in model.parameters()), "final_train_bits_per_target": losses[-1] / LN2,
         "codec": side["codec"], "tokenizer_options": {k: str(v) for k, v in side["options"].items()},
