@@ -39,7 +39,7 @@ bench-train: $(STAMP) ## training events/s against a plain one-token GPT
 bench-generate: $(STAMP) ## generation events/s with and without the KV cache
 	$(PY) benchmarks/bench_generate.py $(ARGS)
 
-bench-quality: $(STAMP) ## held-out bits/note and bits/second against MidiTok REMI and MIDILike + a plain GPT (~40 min on 2 cores)
+bench-quality: $(STAMP) ## held-out bits/note and bits/second against MidiTok REMI and MIDILike + a plain GPT (~50 min on 2 cores, est.)
 	$(PY) benchmarks/bench_quality.py $(ARGS)
 
 paper-table: $(STAMP) ## run every claim of the seed at CPU scale and write experiments/paper_table/RESULTS.md
