@@ -7,7 +7,7 @@ TORCH_INDEX ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install train prepare test bench-prep bench-train bench-generate bench-scale paper-table clean
+.PHONY: help install train prepare test bench-prep bench-train bench-generate bench-scale bench-quality paper-table clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ bench-generate: $(STAMP) ## generation events/s with and without the KV cache
 
 bench-scale: $(STAMP) ## prepare, start-up, memory and evaluation at N/10 and N files (ARGS="--files 2000")
 	$(PY) benchmarks/bench_scale.py $(ARGS)
+
+bench-quality: $(STAMP) ## held-out bits/note and bits/second against MidiTok REMI and MIDILike + a plain GPT (~50 min on 2 cores, est.)
+	$(PY) benchmarks/bench_quality.py $(ARGS)
 
 paper-table: $(STAMP) ## run every claim of the seed at CPU scale and write experiments/paper_table/RESULTS.md
 	$(PY) experiments/paper_table/run.py $(ARGS)

@@ -4,8 +4,9 @@
     python benchmarks/bench_train.py --threads 4 --steps 20
 
 A step is forward + masked loss + backward + AdamW on random data of the right shapes. The plain GPT
-reuses MidiGPT's Block, so only the embedding (one table instead of one per field) and the head (one
-softmax over a REMI-sized vocabulary instead of one per field) differ. Target: MidiGPT >= 0.9x.
+(plain_gpt.py, shared with bench-quality) reuses MidiGPT's Block, so only the embedding (one table
+instead of one per field) and the head (one softmax over a REMI-sized vocabulary instead of one per
+field) differ. Target: MidiGPT >= 0.9x.
 Where CUDA is present it also prints fp32 vs bf16-mixed step time and model FLOPs utilisation.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
+from plain_gpt import PlainGPT
 from torch import nn
 
 from midiformer.codec import events
@@ -28,30 +30,9 @@ from midiformer.model import (
     loss_from,
     masked_field_losses,
 )
-from midiformer.model.gpt import Block
 from midiformer.train.throughput import flops_per_event, peak_flops
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
-
-
-class PlainGPT(nn.Module):
-    """nanoGPT: one token per position, one embedding table, one head; MidiGPT's blocks."""
-
-    def __init__(self, vocab_size: int, d_model: int, n_layer: int, n_head: int, max_seq_len: int, dropout: float):
-        super().__init__()
-        self.embed = nn.Embedding(vocab_size, d_model)
-        self.pos_embed = nn.Embedding(max_seq_len, d_model)
-        self.drop = nn.Dropout(dropout)
-        make_norm = lambda: nn.LayerNorm(d_model)  # noqa: E731
-        self.blocks = nn.ModuleList(Block(d_model, n_head, dropout, make_norm, pre_norm=True) for _ in range(n_layer))
-        self.final_norm = nn.LayerNorm(d_model)
-        self.head = nn.Linear(d_model, vocab_size)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.drop(self.embed(tokens) + self.pos_embed.weight[: tokens.shape[1]])
-        for block in self.blocks:
-            x = block(x)
-        return self.head(self.final_norm(x))
 
 
 def model_config(preset: str, heads: str):

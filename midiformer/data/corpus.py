@@ -39,6 +39,33 @@ def check_splits(splits: Mapping[str, float]) -> dict[str, float]:
     return splits
 
 
+def check_velocity_levels(levels: int | None) -> int | None:
+    if levels is not None and (isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= 127):
+        raise ConfigError(f"data.velocity_levels={levels!r} must be null (every velocity kept) or an integer in 1..127")
+    return levels
+
+
+def velocity_bins(levels: int) -> np.ndarray:
+    """MidiTok's velocity levels (linspace(0, 127, levels + 1)[1:], truncated): 3, 7, ..., 127 for 32."""
+    return np.linspace(0, 127, levels + 1).astype(np.int64)[1:]
+
+
+def round_velocities(song: np.ndarray, levels: int | None) -> np.ndarray:
+    """Note-on velocities moved to the nearest of `levels` levels (the upper one on a tie, as MidiTok);
+    None keeps every velocity. Only note_on rows: a tempo row keeps its tempo bits in that column."""
+    if levels is None:
+        return song
+    bins = velocity_bins(levels)
+    is_note_on = song[:, events.COLUMN["type"]] == events.NOTE_ON
+    velocity = song[is_note_on, events.COLUMN["velocity"]].astype(np.int64)
+    upper = np.minimum(np.searchsorted(bins, velocity), len(bins) - 1)
+    lower = np.maximum(upper - 1, 0)
+    nearest = np.where(velocity - bins[lower] < np.abs(bins[upper] - velocity), bins[lower], bins[upper])
+    song = song.copy()
+    song[is_note_on, events.COLUMN["velocity"]] = nearest
+    return song
+
+
 def split_of(relative_path: str, splits: Mapping[str, float]) -> str:
     """The split of a file, from a hash of its relative path alone: adding or removing other files never
     moves it. The hash maps the path to a point in [0, 1); the splits cover [0, 1) in config order."""
@@ -70,12 +97,13 @@ def one_line(error: BaseException, path: Path) -> str:
     return f"{type(error).__name__}: {lines[0]}"[:300] if lines else type(error).__name__
 
 
-def encode_file(job: tuple[str, str, int]) -> EncodedFile:
+def encode_file(job: tuple[str, str, int, int | None]) -> EncodedFile:
     """Worker: encode one file. Any error skips the file with a reason; it never stops preparation."""
-    root, relative_path, ticks_per_beat = job
+    root, relative_path, ticks_per_beat, velocity_levels = job
     path = Path(root) / relative_path
     try:
         song, stats = events.encode_song(path, ticks_per_beat=ticks_per_beat)
+        song = round_velocities(song, velocity_levels)
         notes = events.count_notes(song)
         if notes == 0:
             return EncodedFile(relative_path, reason="no notes")
@@ -112,9 +140,9 @@ def _counted(results: Iterator, progress: tqdm) -> Iterator:
         yield result
 
 
-def encode_files(root: str | Path, files: list[str], ticks_per_beat: int,
-                 num_workers: int | None = None) -> Iterator[EncodedFile]:
+def encode_files(root: str | Path, files: list[str], ticks_per_beat: int, num_workers: int | None = None,
+                 velocity_levels: int | None = None) -> Iterator[EncodedFile]:
     """Encode files in parallel, yielding results in the order of `files`, so that a store does not
     depend on the worker count."""
-    jobs = [(str(root), relative_path, ticks_per_beat) for relative_path in files]
+    jobs = [(str(root), relative_path, ticks_per_beat, velocity_levels) for relative_path in files]
     return parallel_map(encode_file, jobs, num_workers, "encode", "file")

@@ -163,7 +163,8 @@ def build_store(root: Path, files: list[str], settings: Mapping[str, Any], path:
     try:
         writers = {split: SplitWriter(temporary, split) for split in settings["splits"]}
         skipped, oddities = [], {}
-        for song in corpus.encode_files(root, files, settings["ticks_per_beat"], num_workers):
+        for song in corpus.encode_files(root, files, settings["ticks_per_beat"], num_workers,
+                                         settings.get("velocity_levels")):
             if song.reason is not None:
                 log.warning("skipped %s: %s", song.file, song.reason)
                 skipped.append({"file": song.file, "reason": song.reason})
@@ -201,7 +202,8 @@ def make_manifest(root: Path, settings: Mapping[str, Any], files_found: int, spl
     return {
         "store_format": STORE_FORMAT,
         "codec_version": settings["codec_version"],
-        "settings": {"ticks_per_beat": settings["ticks_per_beat"], "splits": settings["splits"]},
+        "settings": {"ticks_per_beat": settings["ticks_per_beat"], "velocity_levels": settings.get("velocity_levels"),
+                     "splits": settings["splits"]},
         "fields": list(events.FIELDS),
         "root": str(root),
         "files_found": files_found,
@@ -250,6 +252,9 @@ def prepare_store(data_cfg: Any) -> Path:
     settings = {"codec_version": getattr(events, "CODEC_VERSION", "1"),
                 "ticks_per_beat": int(data_cfg.ticks_per_beat), "splits": corpus.check_splits(data_cfg.splits),
                 "store_format": STORE_FORMAT}
+    velocity_levels = corpus.check_velocity_levels(data_cfg.get("velocity_levels"))
+    if velocity_levels is not None:  # only then: the stores of every lossless setting keep their keys
+        settings["velocity_levels"] = velocity_levels
     name = "bach" if data_cfg.name == "bach" else root.name
     path = Path(str(data_cfg.cache_dir)).expanduser() / "stores" / f"{name}-{store_key(root, files, settings)}"
     if (path / MANIFEST).is_file():

@@ -225,3 +225,30 @@ def test_the_manifest_stays_readable_and_old_stores_are_not_reused(small_store):
     stale.path, stale.manifest = small_store.path, old
     with pytest.raises(FileNotFoundError, match="without field counts.*prepare it again"):
         stale.field_counts("train")
+
+
+def test_velocity_levels_round_note_on_velocities_only_to_miditok_levels(corpus_dir, tmp_path):
+    lossless = Store(prepare_store(data_config(corpus_dir, tmp_path / "cache")))
+    rounded = Store(prepare_store(data_config(corpus_dir, tmp_path / "cache", velocity_levels=32)))
+    assert rounded.path != lossless.path and rounded.manifest["settings"]["velocity_levels"] == 32
+    velocity, type_ = events.COLUMN["velocity"], events.COLUMN["type"]
+    levels = corpus.velocity_bins(32)
+    assert levels[0] == 3 and levels[-1] == 127 and len(levels) == 32
+    before, after = stored_songs(lossless), stored_songs(rounded)
+    assert before.keys() == after.keys()
+    for name in before:
+        old, new = np.asarray(before[name]), np.asarray(after[name])
+        is_note_on = old[:, type_] == events.NOTE_ON
+        # the nearest level, the upper one on a tie (MidiTok's rule); every other column and row unchanged
+        distance = np.abs(old[is_note_on, velocity][:, None] - levels[None, :])
+        assert np.isin(new[is_note_on, velocity], levels).all(), name
+        assert (np.abs(new[is_note_on, velocity] - old[is_note_on, velocity]) == distance.min(axis=1)).all(), name
+        np.testing.assert_array_equal(np.delete(new, velocity, axis=1), np.delete(old, velocity, axis=1), err_msg=name)
+        np.testing.assert_array_equal(new[~is_note_on], old[~is_note_on], err_msg=name)  # tempo rows keep their bits
+    assert corpus.round_velocities(np.array([[events.NOTE_ON, 0, 0, 0, 60, 5]]), 32)[0, velocity] == 7  # tie: up
+
+
+@pytest.mark.parametrize("levels", [0, 128, 2.5, True])
+def test_a_bad_velocity_levels_is_a_one_line_error(levels, corpus_dir, tmp_path):
+    with pytest.raises(ConfigError, match="data.velocity_levels="):
+        prepare_store(data_config(corpus_dir, tmp_path / "cache", velocity_levels=levels))
