@@ -67,13 +67,42 @@ class SongStart:
         return SongStart(self.sounding.to(device), self.programs.to(device), self.ticks.to(device))
 
 
-def _state_of(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sounding counts (KEYS,), programs (16,)) after `rows`, the start of a song."""
+class StateTracker:
+    """SongStart.before for windows that come in increasing order (evaluation): each call reads only the
+    rows since the previous one, so a whole split costs one pass, not one per window."""
+
+    def __init__(self, events: np.ndarray, offsets: np.ndarray):
+        self.events, self.offsets = events, np.asarray(offsets)
+        self.row, self.song = -1, -1
+        self.sounding, self.programs, self.ticks = np.zeros(KEYS, np.int64), np.zeros(16, np.int64), 0
+
+    def before(self, starts: np.ndarray) -> SongStart:
+        states = [self._before(int(start)) for start in starts]
+        return SongStart(torch.from_numpy(np.stack([s for s, _, _ in states]).astype(np.int16)).view(-1, 16, 128),
+                         torch.from_numpy(np.stack([p for _, p, _ in states])),
+                         torch.tensor([t for _, _, t in states], dtype=torch.int64))
+
+    def _before(self, start: int) -> tuple[np.ndarray, np.ndarray, int]:
+        song = int(np.searchsorted(self.offsets, start, side="right") - 1)
+        if song != self.song or start < self.row:  # a new song (or going back): from its first row
+            self.song, self.row = song, int(self.offsets[song])
+            self.sounding, self.programs, self.ticks = np.zeros(KEYS, np.int64), np.zeros(16, np.int64), 0
+        rows = np.asarray(self.events[self.row:start])
+        self.sounding, self.programs = _state_of(rows, self.sounding, self.programs)
+        self.ticks += int(rows[:, TIME].sum(dtype=np.int64))
+        self.row = start
+        return self.sounding.copy(), self.programs.copy(), self.ticks
+
+
+def _state_of(rows: np.ndarray, sounding: np.ndarray | None = None,
+              programs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(sounding counts (KEYS,), programs (16,)) after `rows`, which follow the given state (default: a
+    song's start)."""
     type_ = rows[:, TYPE]
     key = rows[:, CHANNEL].astype(np.int64) * 128 + rows[:, NOTE]
     change = (type_ == NOTE_ON).astype(np.int64) - (type_ == NOTE_OFF)
-    sounding = np.bincount(key, weights=change, minlength=KEYS).astype(np.int16)
-    programs = np.zeros(16, np.int64)
+    sounding = (0 if sounding is None else sounding) + np.bincount(key, weights=change, minlength=KEYS).astype(np.int64)
+    programs = np.zeros(16, np.int64) if programs is None else programs.copy()
     program_rows = rows[type_ == PROGRAM]
     if len(program_rows):  # the last program row of each channel
         last = len(program_rows) - 1 - np.unique(program_rows[::-1, CHANNEL], return_index=True)[1]

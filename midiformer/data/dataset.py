@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from midiformer.codec import events
-from midiformer.codec.grammar import SongStart
+from midiformer.codec.grammar import SongStart, StateTracker
 from midiformer.common import ConfigError
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -103,13 +103,14 @@ def eval_batches(events_array: np.ndarray, batch_size: int, seq_len: int, *, off
     per_rank = rows_per_rank(batch_size, world_size, "data.eval_batch_size")
     if offsets is None:  # the songs' first rows, for the state before each window (a store keeps them)
         offsets = np.append(np.flatnonzero(np.asarray(events_array[:, 0]) == events.START), len(events_array))
+    tracker = StateTracker(events_array, offsets)  # windows come in order: one pass over the split
     n_windows = eval_window_count(len(events_array), seq_len)
     windows_per_rank = -(-n_windows // world_size)
     for first in range(0, windows_per_rank, per_rank):
         ks = [(first + i) * world_size + rank for i in range(per_rank)]
         starts = np.minimum(np.array(ks) * seq_len, len(events_array) - 1)  # padding windows: any valid row
         yield Batch(torch.from_numpy(np.stack([eval_window(events_array, k, seq_len) for k in ks])),
-                    SongStart.before(events_array, offsets, starts))
+                    tracker.before(starts))
 
 
 def mask_targets(rows: torch.Tensor) -> torch.Tensor:

@@ -89,3 +89,12 @@ def test_onset_ticks_of_a_window_cut_mid_song_are_the_songs_grid_ticks(corpus):
     assert len(songs) > 1
     expected = np.concatenate([events.grid_ticks(rows[a:b]) for a, b in songs])[cut - songs[0][0]:][:length]
     np.testing.assert_array_equal(ticks, expected)
+
+
+def test_the_tracker_of_ordered_windows_equals_reading_each_song_from_its_start(corpus):
+    rows, offsets = corpus
+    starts = np.arange(0, len(rows) - 1, 997)
+    tracked = grammar.StateTracker(rows, offsets).before(starts)
+    direct = grammar.SongStart.before(rows, offsets, starts)
+    assert torch.equal(tracked.sounding, direct.sounding) and int(direct.sounding.sum()) > 0
+    assert torch.equal(tracked.programs, direct.programs) and torch.equal(tracked.ticks, direct.ticks)
