@@ -27,7 +27,8 @@ def bench_midiformer(root: Path, workers: int) -> dict[str, float]:
     from midiformer.data.store import Store, prepare_store
 
     with tempfile.TemporaryDirectory() as cache_dir:
-        cfg = OmegaConf.create({"name": "midi_dir", "root": str(root), "cache_dir": cache_dir, "ticks_per_beat": 96,
+        cfg = OmegaConf.create({"name": "midi_dir", "root": str(root), "cache_dir": cache_dir,
+                                "codec": {"ticks_per_beat": 96, "controls": [], "pitch_bend": False},  # as MidiTok's REMI
                                 "splits": {"train": 0.9, "val": 0.05, "test": 0.05}, "num_workers": workers})
         start = time.perf_counter()
         manifest = Store(prepare_store(cfg)).manifest

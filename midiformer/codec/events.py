@@ -1,37 +1,58 @@
 """The codec: a MIDI file <-> a sequence of events, one row of integer fields per event.
 
-Public API: FIELDS, VOCAB, TYPES, encode, decode (plus helpers the loss and generation need).
+Public API: FIELDS, VOCAB, TYPES (and a constant per type), APPLIES, IGNORE, encode, decode, plus the
+helpers the loss, the store and generation need. The rules a sequence obeys are in codec/grammar.py.
 
 Each row is (type, time, channel, instrument, note, velocity); the field order is the order in which
 a cascade head chooses them (the channel decides which notes are sounding, so it comes before note).
-
-    type        what applies (other fields hold 0 and are masked in the loss)
-    start       time=0                       first row of every song
-    end         time                         last row; time = gap to the end of the song
-    note_on     time channel instrument note velocity   instrument = the channel's program
-    note_off    time channel note
-    program     time channel instrument      a program change
-    tempo       time note velocity           tempo as a 14-bit log-BPM bin: note = high 7 bits, velocity = low 7
-    time_shift  time                         a gap longer than MAX_TIME_SHIFT is split into these rows
-
 `time` is the gap since the previous row in grid steps (`ticks_per_beat` steps per quarter note).
+What each field holds, per type (a field not listed holds 0 and is masked in the loss):
+
+    type        time  channel        instrument            note             velocity
+    start       0     .              .                     .                .            row 0 of every song
+    end         gap   .              .                     .                .            last row; gap to the song's end
+    note_on     gap   MIDI channel   the channel's program pitch            velocity 1..127
+    note_off    gap   MIDI channel   .                     pitch            .
+    program     gap   MIDI channel   program 0..127        .                .
+    tempo       gap   bits 21-23     bits 14-20            bits 7-13        bits 0-6     of the 24-bit us per quarter
+    time_shift  384   .              .                     .                .            rest longer than 384 steps
+    control     gap   MIDI channel   controller number     .                value 0..127 one of settings' `controls`
+    pitch_bend  gap   MIDI channel   .                     bits 7-13 (MSB)  bits 0-6     14-bit bend, 8192 = none
+
+The tempo is MIDI's own value, microseconds per quarter note, split over four fields (the channel
+field takes the top 3 bits, 0..7): decoded files keep the original's time in seconds exactly.
+A control row's instrument field holds the MIDI controller number itself (64 = sustain pedal), not
+an index into the carried list, so that a row means the same under any settings and decode needs
+none. Settings (the keys of `data.codec`, taken by encode as keyword arguments):
+
+    ticks_per_beat  grid steps per quarter note (96)
+    controls        controller numbers to carry as control rows ([] and pitch_bend=False: the seed's
+                    seven types only); a control change of any other controller is dropped, counted
+    pitch_bend      carry pitch bends as pitch_bend rows
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
+
+from midiformer.common import ConfigError
 
 FIELDS = ("type", "time", "channel", "instrument", "note", "velocity")
 COLUMN = {name: i for i, name in enumerate(FIELDS)}
 
-TYPES = ("start", "end", "note_on", "note_off", "program", "tempo", "time_shift")
-START, END, NOTE_ON, NOTE_OFF, PROGRAM, TEMPO, TIME_SHIFT = range(len(TYPES))
+TYPES = ("start", "end", "note_on", "note_off", "program", "tempo", "time_shift", "control", "pitch_bend")
+START, END, NOTE_ON, NOTE_OFF, PROGRAM, TEMPO, TIME_SHIFT, CONTROL, PITCH_BEND = range(len(TYPES))
+SEED_TYPES = TYPES[:7]  # what the codec writes with controls=[] and pitch_bend=False
 
 MAX_TIME_SHIFT = 384  # grid steps a single row can carry: one 4/4 bar at 96 steps per beat
 VOCAB = {"type": len(TYPES), "time": MAX_TIME_SHIFT + 1, "channel": 16, "instrument": 128, "note": 128, "velocity": 128}
 DRUM_CHANNEL = 9  # General MIDI channel 10
+TEMPO_BITS = 24  # a MIDI set-tempo event: 3 bytes of microseconds per quarter note
+TEMPO_CHANNELS = 1 << (TEMPO_BITS - 21)  # the channel field of a tempo row holds bits 21-23: values 0..7
+DEFAULT_TEMPO = 500_000  # MIDI's default until the first tempo event: 120 BPM
+PITCH_BEND_CENTER = 8192
 
 # APPLIES[type, field]: does the field carry information for this event type? Masked in the loss where not.
 _APPLIES_BY_TYPE = {
@@ -40,68 +61,107 @@ _APPLIES_BY_TYPE = {
     NOTE_ON: FIELDS,
     NOTE_OFF: ("type", "time", "channel", "note"),
     PROGRAM: ("type", "time", "channel", "instrument"),
-    TEMPO: ("type", "time", "note", "velocity"),
+    TEMPO: FIELDS,
     TIME_SHIFT: ("type", "time"),
+    CONTROL: ("type", "time", "channel", "instrument", "velocity"),
+    PITCH_BEND: ("type", "time", "channel", "note", "velocity"),
 }
 APPLIES = np.array([[f in _APPLIES_BY_TYPE[t] for f in FIELDS] for t in range(len(TYPES))], dtype=bool)
 
 IGNORE = -100  # torch.nn.functional.cross_entropy's ignore_index: a target that does not count
 
-# Tempo: 14-bit log scale from 8 to 1024 BPM, 0.03% per bin, so decoded files play at the original speed.
-TEMPO_MIN_BPM, TEMPO_MAX_BPM, TEMPO_BINS = 8.0, 1024.0, 128 * 128
+# The pedals a pianist plays (64 sustain, 66 sostenuto, 67 soft) and the mix of a multi-track song
+# (7 volume, 10 pan, 11 expression); see docs/codec.md for what they cost and why these.
+DEFAULT_CONTROLS = (64, 66, 67, 7, 10, 11)
+CHANNEL_MODE = range(120, 128)  # "all notes off" & co. act on the notes themselves: never carried
 
-CODEC_VERSION = "2"  # bump when encode's output changes: prepared stores are keyed by it
+CODEC_VERSION = "3"  # bump when encode's output changes: prepared stores are keyed by it
 
 from midiformer.codec import midi  # noqa: E402
 from midiformer.codec.midi import MidiError  # noqa: E402, F401  (re-exported: the codec's one error type)
 
-# --- tempo ------------------------------------------------------------------------------------
+
+def codec_settings(ticks_per_beat: int = 96, controls: Iterable[int] = DEFAULT_CONTROLS,
+                   pitch_bend: bool = True) -> dict:
+    """The settings checked and in their one form (controls sorted): what the store key hashes."""
+    if isinstance(ticks_per_beat, bool) or not isinstance(ticks_per_beat, int) or ticks_per_beat < 1:
+        raise ConfigError(f"data.codec.ticks_per_beat={ticks_per_beat!r} must be a positive integer")
+    if not isinstance(pitch_bend, bool):
+        raise ConfigError(f"data.codec.pitch_bend={pitch_bend!r} must be true or false")
+    if isinstance(controls, (str, int)):
+        raise ConfigError(f"data.codec.controls={controls!r} must be a list of controller numbers, e.g. [64, 7]")
+    controls = list(controls)
+    for number in controls:
+        if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < 120:
+            mode = " (120-127 are channel mode messages, not controllers)" if number in CHANNEL_MODE else ""
+            raise ConfigError(f"data.codec.controls: {number!r} is not a controller number 0-119{mode}")
+    if len(set(controls)) < len(controls):
+        raise ConfigError(f"data.codec.controls={controls} names a controller twice")
+    return {"ticks_per_beat": ticks_per_beat, "controls": sorted(controls), "pitch_bend": pitch_bend}
 
 
-def tempo_to_bin(microseconds_per_quarter: np.ndarray | int) -> np.ndarray:
-    bpm = 60e6 / np.maximum(np.asarray(microseconds_per_quarter, dtype=np.float64), 1.0)
-    position = np.log(bpm / TEMPO_MIN_BPM) / math.log(TEMPO_MAX_BPM / TEMPO_MIN_BPM)
-    return np.clip(np.round(position * (TEMPO_BINS - 1)), 0, TEMPO_BINS - 1).astype(np.int64)
+# --- tempo: MIDI's 24-bit value over four fields --------------------------------------------------
+
+_TEMPO_COLUMNS = [COLUMN[f] for f in ("channel", "instrument", "note", "velocity")]
+_TEMPO_SHIFTS = np.array([21, 14, 7, 0])
 
 
-def bin_to_bpm(tempo_bin: np.ndarray | int) -> np.ndarray:
-    position = np.asarray(tempo_bin, dtype=np.float64) / (TEMPO_BINS - 1)
-    return TEMPO_MIN_BPM * (TEMPO_MAX_BPM / TEMPO_MIN_BPM) ** position
+def tempo_fields(microseconds_per_quarter) -> np.ndarray:
+    """(..., 4) channel, instrument, note, velocity of tempo rows holding these tempos."""
+    value = np.asarray(microseconds_per_quarter, dtype=np.int64)[..., None]
+    return (value >> _TEMPO_SHIFTS) & 127
+
+
+def tempo_of(rows: np.ndarray) -> np.ndarray:
+    """Microseconds per quarter note held by tempo rows (..., len(FIELDS))."""
+    return (np.asarray(rows, dtype=np.int64)[..., _TEMPO_COLUMNS] << _TEMPO_SHIFTS).sum(-1)
+
+
+def bpm_of(rows: np.ndarray) -> np.ndarray:
+    """Beats per minute of tempo rows."""
+    return 60e6 / np.maximum(tempo_of(rows), 1)
 
 
 # --- encode -----------------------------------------------------------------------------------
 
 # At one grid tick, rows go in this order so that decoding pairs every note-off with its own note:
-# an ending note frees its pitch before a new one starts, and a note of zero length (on and off on
-# the same tick) is closed only after it has started. Program changes and note-ons share a rank and
-# keep the file's order, so every note-on's instrument is its channel's program in the event stream
-# (a rule the grammar-masked likelihood relies on: the instrument of a note-on costs no bits).
-_OFF, _TEMPO, _ON, _ZERO_LENGTH_OFF = range(4)
-_PROGRAM = _ON
+# an ending note frees its pitch before anything else, and a note of zero length (on and off on the
+# same tick) is closed only after it has started. Program changes, controls, bends and note-ons keep
+# the order of the file's messages: a note-on keeps the program its channel had when it was played.
+_OFF, _TEMPO, _IN_FILE_ORDER, _ZERO_LENGTH_OFF = range(4)
 
 
-def encode(path: str | Path, ticks_per_beat: int = 96) -> np.ndarray:
-    """Events of a MIDI file: int16 array of shape (n_events, len(FIELDS))."""
-    return encode_song(path, ticks_per_beat)[0]
+def encode(path: str | Path, **settings) -> np.ndarray:
+    """Events of a MIDI file: int16 array of shape (n_events, len(FIELDS)). settings: see the module doc."""
+    return encode_song(path, **settings)[0]
 
 
-def encode_song(path: str | Path, ticks_per_beat: int = 96) -> tuple[np.ndarray, dict[str, int]]:
+def encode_song(path: str | Path, **settings) -> tuple[np.ndarray, dict[str, int]]:
     """Events of a MIDI file plus counts of what the codec met (and how it dealt with it)."""
+    settings = codec_settings(**settings)
     messages = midi.read_midi(path)
-    notes, programs, stats = pair_notes(messages)
-    return notes_to_events(notes, programs, messages, ticks_per_beat), stats
+    notes, programs, stats = _pair_notes(messages)
+    controls, control_stats = _controls(messages, settings["controls"], settings["pitch_bend"])
+    tempos, tempo_stats = _tempos(messages)
+    return _to_events(notes, programs, controls, tempos, messages, settings["ticks_per_beat"]), {
+        **stats, **control_stats, **tempo_stats}
 
 
 def pair_notes(messages: midi.MidiMessages) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """Notes as rows (onset, offset, channel, pitch, velocity, program, onset message, offset message)
-    in file ticks; the last two are indices into `messages` (the file's order, which breaks ties of tick).
+    """Notes as rows (onset, offset, channel, pitch, velocity, program) in file ticks.
 
     A note-off ends the earliest sounding note of its channel and pitch (first in, first out);
     a note-off with nothing sounding is ignored; a note still sounding at the end of the song is
-    ended there. Program changes come back as rows (tick, channel, program, message).
+    ended there. Program changes come back as rows (tick, channel, program).
     """
+    notes, programs, stats = _pair_notes(messages)
+    return notes[:, :6], programs[:, :3], stats
+
+
+def _pair_notes(messages: midi.MidiMessages) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """pair_notes, each row followed by the index of its message(s) (notes: note-on, note-off)."""
     program = [0] * 16
-    sounding: dict[int, list[tuple[int, int, int]]] = {}
+    sounding: dict[int, list[tuple[int, int, int, int]]] = {}
     notes, programs = [], []
     stats = {"orphan_note_offs": 0, "unterminated_notes": 0, "overlapping_notes": 0}
     columns = (messages.tick.tolist(), messages.kind.tolist(), messages.channel.tolist(),
@@ -114,53 +174,91 @@ def pair_notes(messages: midi.MidiMessages) -> tuple[np.ndarray, np.ndarray, dic
         elif kind == midi.NOTE_OFF:
             queue = sounding.get(channel * 128 + data1)
             if queue:
-                onset, velocity, instrument, onset_index = queue.pop(0)
-                notes.append((onset, tick, channel, data1, velocity, instrument, onset_index, index))
+                onset, velocity, instrument, on_index = queue.pop(0)
+                notes.append((onset, tick, channel, data1, velocity, instrument, on_index, index))
             else:
                 stats["orphan_note_offs"] += 1
         elif kind == midi.PROGRAM_CHANGE:
             program[channel] = data1
             programs.append((tick, channel, data1, index))
     for key, queue in sounding.items():
-        for onset, velocity, instrument, onset_index in queue:
-            notes.append((onset, messages.end_tick, key // 128, key % 128, velocity, instrument, onset_index,
+        for onset, velocity, instrument, on_index in queue:
+            notes.append((onset, messages.end_tick, key // 128, key % 128, velocity, instrument, on_index,
                           len(messages.tick)))
             stats["unterminated_notes"] += 1
     notes_array = np.array(notes, dtype=np.int64).reshape(-1, 8)
     stats["notes"] = len(notes_array)
-    stats["tempo_changes"] = int((messages.kind == midi.TEMPO).sum())
     stats["program_changes"] = len(programs)
     return notes_array, np.array(programs, dtype=np.int64).reshape(-1, 4), stats
 
 
-def notes_to_events(notes: np.ndarray, programs: np.ndarray, messages: midi.MidiMessages,
-                    ticks_per_beat: int) -> np.ndarray:
+def _controls(messages: midi.MidiMessages, controls: list[int], pitch_bend: bool) -> tuple[np.ndarray, dict]:
+    """Carried control changes and pitch bends as rows (tick, type, channel, instrument, note, velocity,
+    message index). A message that repeats the value its controller (or bend) already holds on its
+    channel changes nothing a synthesizer plays: it is dropped and counted."""
+    is_control = messages.kind == midi.CONTROL_CHANGE
+    carried = is_control & np.isin(messages.data1, controls)
+    is_bend = messages.kind == midi.PITCH_BEND
+    stats = {"dropped_controls": int((is_control & ~carried).sum()),
+             "dropped_pitch_bends": 0 if pitch_bend else int(is_bend.sum())}
+    keep = np.nonzero(carried | (is_bend & pitch_bend))[0]
+    bend = messages.kind[keep] == midi.PITCH_BEND
+    value = np.where(bend, messages.data1[keep], messages.data2[keep])
+    key = messages.channel[keep] * 256 + np.where(bend, 255, messages.data1[keep])
+    order = np.lexsort((keep, key))  # each (channel, controller) in file order
+    same_key = key[order][1:] == key[order][:-1]
+    repeat = np.zeros(len(keep), bool)
+    repeat[order[1:]] = same_key & (value[order][1:] == value[order][:-1])
+    stats["repeated_controls"] = int(repeat.sum())
+    keep, bend, value = keep[~repeat], bend[~repeat], value[~repeat]
+    rows = np.zeros((len(keep), 7), np.int64)
+    rows[:, 0], rows[:, 1], rows[:, 2] = messages.tick[keep], np.where(bend, PITCH_BEND, CONTROL), messages.channel[keep]
+    rows[:, 3] = np.where(bend, 0, messages.data1[keep])
+    rows[:, 4], rows[:, 5] = np.where(bend, value >> 7, 0), value & 127
+    rows[:, 6] = keep
+    return rows, stats
+
+
+def _tempos(messages: midi.MidiMessages) -> tuple[np.ndarray, dict]:
+    """Tempo events as rows (tick, microseconds per quarter, message index). A tempo of 0 (infinitely
+    fast: no player can follow it) is dropped and counted."""
+    index = np.nonzero(messages.kind == midi.TEMPO)[0]
+    valid = messages.data1[index] > 0
+    stats = {"tempo_changes": int(valid.sum()), "invalid_tempos": int((~valid).sum())}
+    index = index[valid]
+    return np.stack([messages.tick[index], messages.data1[index], index], axis=1).reshape(-1, 3), stats
+
+
+def _to_events(notes: np.ndarray, programs: np.ndarray, controls: np.ndarray, tempos: np.ndarray,
+               messages: midi.MidiMessages, ticks_per_beat: int) -> np.ndarray:
     def to_grid(ticks: np.ndarray) -> np.ndarray:  # round half up, in integers: exact and stable
         return (2 * np.asarray(ticks, np.int64) * ticks_per_beat + messages.ticks_per_quarter) // (
             2 * messages.ticks_per_quarter)
 
+    def part(n: int, type_: int, **fields: np.ndarray) -> np.ndarray:
+        rows = np.zeros((n, len(FIELDS)), np.int64)
+        rows[:, 0] = type_
+        for name, values in fields.items():
+            rows[:, COLUMN[name]] = values
+        return rows
+
     onset, offset = to_grid(notes[:, 0]), to_grid(notes[:, 1])
-    is_tempo = messages.kind == midi.TEMPO
-    tempo_bin = tempo_to_bin(messages.data1[is_tempo])
-    n_notes, n_tempo, n_programs = len(notes), int(is_tempo.sum()), len(programs)
-
-    rows = np.zeros((2 * n_notes + n_tempo + n_programs, len(FIELDS)), dtype=np.int64)
-    grid_tick = np.concatenate([onset, offset, to_grid(messages.tick[is_tempo]), to_grid(programs[:, 0])])
-    priority = np.concatenate([np.full(n_notes, _ON), np.where(offset > onset, _OFF, _ZERO_LENGTH_OFF),
-                               np.full(n_tempo, _TEMPO), np.full(n_programs, _PROGRAM)])
-    type_, channel, instrument, note, velocity = (rows[:, COLUMN[f]] for f in
-                                                  ("type", "channel", "instrument", "note", "velocity"))
-    notes_part, offs_part = slice(0, n_notes), slice(n_notes, 2 * n_notes)
-    tempo_part, program_part = slice(2 * n_notes, 2 * n_notes + n_tempo), slice(2 * n_notes + n_tempo, None)
-    type_[notes_part], type_[offs_part], type_[tempo_part], type_[program_part] = NOTE_ON, NOTE_OFF, TEMPO, PROGRAM
-    channel[notes_part] = channel[offs_part] = notes[:, 2]
-    note[notes_part] = note[offs_part] = notes[:, 3]
-    velocity[notes_part], instrument[notes_part] = notes[:, 4], notes[:, 5]
-    note[tempo_part], velocity[tempo_part] = tempo_bin >> 7, tempo_bin & 127
-    channel[program_part], instrument[program_part] = programs[:, 1], programs[:, 2]
-
-    # Sort by grid tick, then priority, then the file's message order.
-    message_index = np.concatenate([notes[:, 6], notes[:, 7], np.flatnonzero(is_tempo), programs[:, 3]])
+    n = len(notes)
+    tempo_rows = part(len(tempos), TEMPO)
+    tempo_rows[:, _TEMPO_COLUMNS] = tempo_fields(tempos[:, 1])
+    control_rows = np.zeros((len(controls), len(FIELDS)), np.int64)
+    control_rows[:, [COLUMN[f] for f in ("type", "channel", "instrument", "note", "velocity")]] = controls[:, 1:6]
+    rows = np.concatenate([
+        part(n, NOTE_ON, channel=notes[:, 2], instrument=notes[:, 5], note=notes[:, 3], velocity=notes[:, 4]),
+        part(n, NOTE_OFF, channel=notes[:, 2], note=notes[:, 3]),
+        tempo_rows,
+        part(len(programs), PROGRAM, channel=programs[:, 1], instrument=programs[:, 2]),
+        control_rows,
+    ])
+    grid_tick = np.concatenate([onset, offset, to_grid(tempos[:, 0]), to_grid(programs[:, 0]), to_grid(controls[:, 0])])
+    priority = np.concatenate([np.full(n, _IN_FILE_ORDER), np.where(offset > onset, _OFF, _ZERO_LENGTH_OFF),
+                               np.full(len(tempos), _TEMPO), np.full(len(programs) + len(controls), _IN_FILE_ORDER)])
+    message_index = np.concatenate([notes[:, 6], notes[:, 7], tempos[:, 2], programs[:, 3], controls[:, 6]])
     order = np.lexsort((message_index, priority, grid_tick))
     rows, grid_tick = rows[order], grid_tick[order]
     end = max(int(to_grid(np.array([messages.end_tick]))[0]), int(grid_tick[-1]) if len(grid_tick) else 0)
@@ -172,10 +270,16 @@ def frame_rows(rows: np.ndarray, grid_tick: np.ndarray, end_tick: int) -> np.nda
     holding the gaps, long gaps split into time_shift rows."""
     start, end = np.zeros((1, len(FIELDS)), np.int64), np.zeros((1, len(FIELDS)), np.int64)
     start[0, 0], end[0, 0] = START, END
-    rows = np.concatenate([start, rows, end])
     gaps = np.diff(np.concatenate([[0, 0], grid_tick, [end_tick]]))
+    return with_time_shifts(np.concatenate([start, rows, end]), gaps).astype(np.int16)
+
+
+def with_time_shifts(rows: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+    """The codec's framing: rows (none a time_shift) with `time` = gaps (>= 0), a gap longer than
+    MAX_TIME_SHIFT written as time_shift rows of MAX_TIME_SHIFT before its row, which keeps 1..384."""
+    gaps = np.asarray(gaps, np.int64)
     n_shifts = np.maximum(gaps - 1, 0) // MAX_TIME_SHIFT  # rows needed before each event
-    out = np.zeros((len(rows) + int(n_shifts.sum()), len(FIELDS)), np.int64)
+    out = np.zeros((len(rows) + int(n_shifts.sum()), rows.shape[1]), np.int64)
     position = np.arange(len(rows)) + np.cumsum(n_shifts)
     out[position] = rows
     out[position, COLUMN["time"]] = gaps - n_shifts * MAX_TIME_SHIFT
@@ -183,7 +287,7 @@ def frame_rows(rows: np.ndarray, grid_tick: np.ndarray, end_tick: int) -> np.nda
     is_shift[position] = False
     out[is_shift, COLUMN["type"]] = TIME_SHIFT
     out[is_shift, COLUMN["time"]] = MAX_TIME_SHIFT
-    return out.astype(np.int16)
+    return out
 
 
 # --- decode -----------------------------------------------------------------------------------
@@ -198,7 +302,8 @@ def decode(events: np.ndarray, path: str | Path, ticks_per_beat: int = 96) -> No
     """Write events as a format-1 MIDI file: a tempo track, then one track per channel.
 
     A note-on whose instrument differs from its channel's current program is preceded by a program
-    change; a note-off with nothing sounding is dropped; notes still sounding at the end are ended.
+    change (the codec never writes one, a model may); a note-off with nothing sounding is dropped;
+    notes still sounding at the end are ended.
     """
     events = np.asarray(events)
     ticks = grid_ticks(events)
@@ -206,11 +311,16 @@ def decode(events: np.ndarray, path: str | Path, ticks_per_beat: int = 96) -> No
     channel_tracks: dict[int, list[tuple[int, bytes]]] = {}
     program = [0] * 16
     sounding = np.zeros((16, 128), np.int64)
-    for tick, (type_, _time, channel, instrument, note, velocity) in zip(ticks.tolist(), events.tolist()):
-        track = channel_tracks.setdefault(channel, []) if type_ in (NOTE_ON, NOTE_OFF, PROGRAM) else None
+    on_a_channel = (NOTE_ON, NOTE_OFF, PROGRAM, CONTROL, PITCH_BEND)
+    for tick, row in zip(ticks.tolist(), events.tolist()):
+        type_, _time, channel, instrument, note, velocity = row
+        track = channel_tracks.setdefault(channel, []) if type_ in on_a_channel else None
         if type_ == TEMPO:
-            bpm = float(bin_to_bpm((note << 7) | velocity))
-            tempo_track.append((tick, midi.tempo(round(60e6 / bpm))))
+            tempo_track.append((tick, midi.tempo(int(tempo_of(np.array(row))))))
+        elif type_ == CONTROL:
+            track.append((tick, midi.control_change(channel, instrument, velocity)))
+        elif type_ == PITCH_BEND:
+            track.append((tick, midi.pitch_bend(channel, (note << 7) | velocity)))
         elif type_ == PROGRAM or (type_ == NOTE_ON and instrument != program[channel]):
             track.append((tick, midi.program_change(channel, instrument)))
             program[channel] = instrument
@@ -237,17 +347,20 @@ def count_notes(events: np.ndarray) -> int:
     return int((np.asarray(events)[:, COLUMN["type"]] == NOTE_ON).sum())
 
 
-def seconds(events: np.ndarray, ticks_per_beat: int = 96) -> float:
-    """Duration of a song in seconds, following its tempo rows (120 BPM until the first)."""
+def seconds_at(events: np.ndarray, ticks_per_beat: int = 96) -> np.ndarray:
+    """Time in seconds of every row, following the tempo rows (MIDI's 120 BPM until the first)."""
     events = np.asarray(events)
     steps = events[:, COLUMN["time"]].astype(np.float64)
-    is_tempo = events[:, COLUMN["type"]] == TEMPO
-    bpm_after = np.full(len(events), 120.0)
-    tempo_rows = np.nonzero(is_tempo)[0]
+    tempo = np.full(len(events), float(DEFAULT_TEMPO))  # in force after each row
+    tempo_rows = np.nonzero(events[:, COLUMN["type"]] == TEMPO)[0]
     if len(tempo_rows):
-        bins = (events[tempo_rows, COLUMN["note"]].astype(np.int64) << 7) | events[tempo_rows, COLUMN["velocity"]]
         index = np.searchsorted(tempo_rows, np.arange(len(events)), side="right") - 1
-        bpm_after = np.where(index >= 0, bin_to_bpm(bins)[np.maximum(index, 0)], 120.0)
+        tempo = np.where(index >= 0, tempo_of(events[tempo_rows])[np.maximum(index, 0)], DEFAULT_TEMPO)
     # The gap before row i is played at the tempo in force after row i - 1.
-    bpm_during_gap = np.concatenate([[120.0], bpm_after[:-1]])
-    return float((steps / ticks_per_beat * 60.0 / bpm_during_gap).sum())
+    tempo_during_gap = np.concatenate([[float(DEFAULT_TEMPO)], tempo[:-1]])
+    return np.cumsum(steps / ticks_per_beat * tempo_during_gap / 1e6)
+
+
+def seconds(events: np.ndarray, ticks_per_beat: int = 96) -> float:
+    """Duration of a song in seconds (the time of its last row)."""
+    return float(seconds_at(events, ticks_per_beat)[-1]) if len(events) else 0.0

@@ -1,28 +1,45 @@
-"""The grammar of the event stream: which values of each field can follow the past.
+"""The grammar of the event stream: the rules every sequence the codec writes obeys, as one check
+(numpy, for tests, augmentations and generation) and as masks of which values can follow the past
+(torch, for the grammar-masked likelihood).
 
-Every rule below holds for every song the codec writes (tests check each dev file), so a likelihood
-that gives the excluded values no probability is still an exact code length, and is shorter:
+    check(rows, song=True, controls=[64], pitch_bend=True)   # raises GrammarError (one line)
+    violations(rows)                                          # every broken rule, "row i: ..."
+    field_masks(inputs, targets, start)                       # {field: (B, T, V) bool}
 
-    type        START right after END (songs follow each other in a split), and never elsewhere;
-                NOTE_OFF only while a note sounds
-    time        a TIME_SHIFT row carries exactly MAX_TIME_SHIFT; the row after a TIME_SHIFT has time >= 1
-    channel     NOTE_OFF: a channel with a sounding note
-    instrument  NOTE_ON: the channel's program (its last PROGRAM row in the song, else 0) — no bits at all
-    note        NOTE_OFF: a pitch sounding on the row's channel
-    velocity    NOTE_ON: 1..127 (a MIDI note-on of velocity 0 is a note-off)
+The rules (what each field holds per type: the table in events.py):
+
+    every row    its type is one of TYPES; every field within VOCAB; a field that does not apply
+                 (events.APPLIES) holds 0
+    start        time 0; right after an END (songs follow each other in a split), and never elsewhere
+    end          followed by nothing or by the START of the next song; no note is sounding
+    time_shift   time = MAX_TIME_SHIFT, and the row after it has time >= 1
+    note_on      velocity 1..127 (a MIDI note-on of velocity 0 is a note-off); instrument = its
+                 channel's program (its last PROGRAM row in the song, else 0)
+    note_off     only while a note sounds; ends a note sounding on its channel and pitch
+    tempo        channel field 0..7 (the top 3 of 24 bits); microseconds per quarter >= 1
+    control      the controller is one of the carried `controls` (data.codec), never 120-127
+    pitch_bend   only with pitch_bend=True (data.codec)
+
+The masks below use the rules that need no codec settings (they restrict type, time, channel,
+instrument, note and velocity of note rows, START after END); the check uses them all. Every rule
+holds for every song the codec writes (tests check each dev file), so a likelihood that gives the
+excluded values no probability is still an exact code length, and is shorter.
 
 Fields are decided in events.FIELDS order, so a field's rule may use the fields before it in the same
 row (a note-off's pitch depends on its channel). The state a rule needs (notes sounding per channel
 and pitch, each channel's program) is the song's past; a window cut from the middle of a song gets
-the state at its first row from `SongStart.before` (the song's rows up to there).
+the state at its first row from `SongStart.before` (the song's rows up to there), and the check
+follows the state from a START row on, or from row 0 when given the state before it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 import torch
 
+from midiformer.codec import events
 from midiformer.codec.events import (
     COLUMN,
     END,
@@ -36,7 +53,7 @@ from midiformer.codec.events import (
     VOCAB,
 )
 
-TYPE, TIME, CHANNEL, INSTRUMENT, NOTE = (COLUMN[f] for f in ("type", "time", "channel", "instrument", "note"))
+TYPE, TIME, CHANNEL, INSTRUMENT, NOTE, VELOCITY = (COLUMN[f] for f in FIELDS)
 KEYS = 16 * 128  # (channel, pitch) pairs
 
 
@@ -200,3 +217,100 @@ def field_masks(inputs: torch.Tensor, targets: torch.Tensor, start: SongStart) -
              "note": note_mask, "velocity": velocity_mask}
     assert tuple(masks) == FIELDS
     return masks
+
+
+# --- the check of a whole sequence -------------------------------------------------------------
+
+_HIGHEST = np.array([VOCAB[f] - 1 for f in FIELDS])
+
+
+class GrammarError(ValueError):
+    """A sequence the codec could not have written; the message is one line naming the first bad row."""
+
+
+def check(rows: np.ndarray, song: bool = False, controls: Iterable[int] | None = None,
+          pitch_bend: bool | None = None, follow_state: bool = True,
+          before: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """Raise GrammarError if `rows` break a rule (see the module doc). song=True: the rows are one
+    whole song (START first, END last). controls / pitch_bend: the codec settings, if known.
+    before: (sounding note counts (16, 128), programs (16,)) before row 0, if known (else the state
+    is followed from the first START on); follow_state=False checks the rules of single rows only."""
+    found = violations(rows, song, controls, pitch_bend, follow_state, before)
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise GrammarError(f"{found[0]}{more}")
+
+
+def violations(rows: np.ndarray, song: bool = False, controls: Iterable[int] | None = None,
+               pitch_bend: bool | None = None, follow_state: bool = True,
+               before: tuple[np.ndarray, np.ndarray] | None = None) -> list[str]:
+    """Every broken rule as 'row i: what', in row order within each rule."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.ndim != 2 or rows.shape[1] != len(FIELDS):
+        return [f"rows of shape {rows.shape}, not (n, {len(FIELDS)})"]
+    found: list[str] = []
+
+    def each(bad: np.ndarray, what: str) -> None:
+        found.extend(f"row {i}: {what}" for i in np.nonzero(bad)[0][:20])
+
+    type_ = rows[:, TYPE]
+    known = (type_ >= 0) & (type_ < len(events.TYPES))
+    each(~known, "unknown type")
+    rows, type_ = rows.copy(), np.where(known, type_, events.TIME_SHIFT)
+    rows[~known] = 0
+    out_of_range = (rows < 0) | (rows > _HIGHEST)
+    for f, name in enumerate(FIELDS):
+        each(out_of_range[:, f], f"{name}={rows[out_of_range[:, f], f][:1]} outside its vocabulary")
+    each((rows != 0) & ~events.APPLIES[type_] & known[:, None], "a field that does not apply is not 0")
+    is_ = {t: type_ == t for t in range(len(events.TYPES))}
+    each(is_[events.START] & (rows[:, TIME] != 0), "start with time > 0")
+    after_end = np.concatenate([[True], is_[events.END][:-1]])
+    each(is_[events.START] & ~after_end, "start that does not begin a song")
+    before_start = np.concatenate([is_[events.START][1:], [True]])  # the last row may be anything
+    each(is_[events.END] & ~before_start, "end followed by something else than a start")
+    each(is_[events.TIME_SHIFT] & (rows[:, TIME] != events.MAX_TIME_SHIFT), "time_shift not of MAX_TIME_SHIFT")
+    after_shift = np.concatenate([[False], is_[events.TIME_SHIFT][:-1]])
+    each(after_shift & (rows[:, TIME] == 0), "time 0 right after a time_shift")
+    each(is_[events.NOTE_ON] & (rows[:, VELOCITY] == 0), "note_on of velocity 0")
+    each(is_[events.TEMPO] & (rows[:, CHANNEL] >= events.TEMPO_CHANNELS), "tempo above 24 bits")
+    each(is_[events.TEMPO] & (events.tempo_of(rows) == 0), "tempo of 0 microseconds per quarter")
+    carried = np.isin(rows[:, INSTRUMENT], list(controls) if controls is not None else range(120))
+    each(is_[events.CONTROL] & ~carried, "control of a controller that is not carried")
+    if pitch_bend is False:
+        each(is_[events.PITCH_BEND], "pitch_bend, which the settings do not carry")
+    if song and (not len(rows) or not is_[events.START][0] or not is_[events.END][-1]
+                 or is_[events.START].sum() != 1):
+        found.append("row 0: not one song (START first, END last, one of each)")
+    if follow_state:
+        found.extend(_state_violations(rows, before))
+    return found
+
+
+def _state_violations(rows: np.ndarray, before: tuple[np.ndarray, np.ndarray] | None) -> list[str]:
+    """note_off ends a sounding note, note_on plays its channel's program, nothing sounds at END."""
+    found = []
+    known, program, sounding = False, [0] * 16, np.zeros((16, 128), np.int64)
+    if before is not None:
+        known = True
+        sounding = np.asarray(before[0], np.int64).reshape(16, 128).copy()
+        program = [int(p) for p in np.asarray(before[1]).reshape(16)]
+    for i, (type_, _time, channel, instrument, note, _velocity) in enumerate(rows.tolist()):
+        if type_ == events.START:
+            known, program, sounding = True, [0] * 16, np.zeros((16, 128), np.int64)
+        elif not known:
+            continue
+        elif type_ == events.NOTE_ON:
+            sounding[channel, note] += 1
+            if instrument != program[channel]:
+                found.append(f"row {i}: note_on of instrument {instrument} on channel {channel}, "
+                             f"whose program is {program[channel]}")
+        elif type_ == events.NOTE_OFF:
+            if sounding[channel, note]:
+                sounding[channel, note] -= 1
+            else:
+                found.append(f"row {i}: note_off of channel {channel} pitch {note}, which is not sounding")
+        elif type_ == events.PROGRAM:
+            program[channel] = instrument
+        elif type_ == events.END and sounding.any():
+            found.append(f"row {i}: end while {int(sounding.sum())} note(s) sound")
+    return found

@@ -3,7 +3,7 @@
 Why not a library: symusic, miditoolkit and pretty_midi drop MIDI channel numbers (a raw-MIDI codec
 must keep them), and mido keeps everything but builds a Python object per message (~50 files/s
 here, slower than the MidiTok baseline). This reader keeps only what the codec reads (notes,
-program changes, tempo) as flat integer lists, ~20x faster than mido; mido stays in the tests as
+program changes, control changes, pitch bends, tempo) as flat integer lists, ~20x faster than mido; mido stays in the tests as
 an independent oracle that checks it on every file of the dev corpus.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-NOTE_OFF, NOTE_ON, PROGRAM_CHANGE, TEMPO = 0x80, 0x90, 0xC0, 0xFF  # values of MidiMessages.kind
+NOTE_OFF, NOTE_ON, CONTROL_CHANGE, PROGRAM_CHANGE, PITCH_BEND, TEMPO = 0x80, 0x90, 0xB0, 0xC0, 0xE0, 0xFF  # kinds
 _DATA_BYTES = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}
 _SYSTEM_DATA_BYTES = {0xF1: 1, 0xF2: 2, 0xF3: 1}  # the others (F4-F6, F8-FE) carry no data
 
@@ -27,8 +27,13 @@ class MidiError(ValueError):
 class MidiMessages:
     """The messages of every track merged in time order (stable: track order breaks ties).
 
-    kind is NOTE_ON / NOTE_OFF / PROGRAM_CHANGE / TEMPO; for TEMPO, `data1` holds microseconds per
-    quarter note. A note-on with velocity 0 is stored as NOTE_OFF.
+    kind is NOTE_ON / NOTE_OFF / CONTROL_CHANGE / PROGRAM_CHANGE / PITCH_BEND / TEMPO:
+
+        NOTE_ON, NOTE_OFF   data1 = pitch, data2 = velocity (a note-on of velocity 0 is stored as NOTE_OFF)
+        CONTROL_CHANGE      data1 = controller number, data2 = value (0..127; a larger byte is refused)
+        PROGRAM_CHANGE      data1 = program
+        PITCH_BEND          data1 = the 14-bit value (LSB | MSB << 7; 8192 = no bend)
+        TEMPO               data1 = microseconds per quarter note (24 bits), channel 0
     """
 
     ticks_per_quarter: int
@@ -107,6 +112,21 @@ def _parse_track(data: bytes, i: int, end: int) -> tuple[list, ...]:
                 channels.append(channel)
                 data1.append(pitch)
                 data2.append(velocity)
+            elif kind == CONTROL_CHANGE:
+                if data[i + 1] > 0x7F:  # a status byte where the value belongs: the stream is corrupt
+                    raise MidiError(f"control change {data[i] & 0x7F} on channel {channel} at tick {tick} has "
+                                    f"value {data[i + 1]}, outside 0..127")
+                ticks.append(tick)
+                kinds.append(CONTROL_CHANGE)
+                channels.append(channel)
+                data1.append(data[i] & 0x7F)
+                data2.append(data[i + 1])
+            elif kind == PITCH_BEND:
+                ticks.append(tick)
+                kinds.append(PITCH_BEND)
+                channels.append(channel)
+                data1.append((data[i] & 0x7F) | ((data[i + 1] & 0x7F) << 7))
+                data2.append(0)
             elif kind == PROGRAM_CHANGE:
                 ticks.append(tick)
                 kinds.append(PROGRAM_CHANGE)
@@ -186,6 +206,15 @@ def note_off(channel: int, pitch: int) -> bytes:
 
 def program_change(channel: int, program: int) -> bytes:
     return bytes((0xC0 | channel, program))
+
+
+def control_change(channel: int, controller: int, value: int) -> bytes:
+    return bytes((0xB0 | channel, controller, value))
+
+
+def pitch_bend(channel: int, value: int) -> bytes:
+    """value: 14 bits, 8192 = no bend; written LSB first, as MIDI sends it."""
+    return bytes((0xE0 | channel, value & 0x7F, value >> 7))
 
 
 def tempo(microseconds_per_quarter: int) -> bytes:

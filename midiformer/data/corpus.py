@@ -97,17 +97,17 @@ def one_line(error: BaseException, path: Path) -> str:
     return f"{type(error).__name__}: {lines[0]}"[:300] if lines else type(error).__name__
 
 
-def encode_file(job: tuple[str, str, int, int | None]) -> EncodedFile:
+def encode_file(job: tuple[str, str, dict, int | None]) -> EncodedFile:
     """Worker: encode one file. Any error skips the file with a reason; it never stops preparation."""
-    root, relative_path, ticks_per_beat, velocity_levels = job
+    root, relative_path, codec, velocity_levels = job
     path = Path(root) / relative_path
     try:
-        song, stats = events.encode_song(path, ticks_per_beat=ticks_per_beat)
+        song, stats = events.encode_song(path, **codec)
         song = round_velocities(song, velocity_levels)
         notes = events.count_notes(song)
         if notes == 0:
             return EncodedFile(relative_path, reason="no notes")
-        stats = {**stats, "notes": notes, "seconds": events.seconds(song, ticks_per_beat)}
+        stats = {**stats, "notes": notes, "seconds": events.seconds(song, codec["ticks_per_beat"])}
         return EncodedFile(relative_path, np.ascontiguousarray(song, dtype=np.int16), stats)
     except Exception as error:  # a corrupt file may fail anywhere in the reader: skip it, say why
         return EncodedFile(relative_path, reason=one_line(error, path))
@@ -140,9 +140,11 @@ def _counted(results: Iterator, progress: tqdm) -> Iterator:
         yield result
 
 
-def encode_files(root: str | Path, files: list[str], ticks_per_beat: int, num_workers: int | None = None,
-                 velocity_levels: int | None = None) -> Iterator[EncodedFile]:
-    """Encode files in parallel, yielding results in the order of `files`, so that a store does not
-    depend on the worker count."""
-    jobs = [(str(root), relative_path, ticks_per_beat, velocity_levels) for relative_path in files]
+def encode_file(job: tuple[str, str, dict, int | None]) -> EncodedFile:
+    """Worker: encode one file. Any error skips the file with a reason; it never stops preparation."""
+    root, relative_path, codec, velocity_levels = job
+    path = Path(root) / relative_path
+    try:
+        song, stats = events.encode_song(path, **codec)
+        song = round_velocities(song, velocity_levels)
     return parallel_map(encode_file, jobs, num_workers, "encode", "file")

@@ -22,7 +22,7 @@ from midiformer.codec import events
 from midiformer.codec.grammar import SongStart, StateTracker
 from midiformer.common import ConfigError
 
-Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+Augment = Callable[..., np.ndarray]  # (window, rng, before) -> window: see augment.py
 
 SONG_START_FRACTION = 0.125  # share of training windows that begin on a song's start row (see train_batch)
 _AUGMENT_STREAM = 1  # keeps the per-row augmentation generators apart from the window-start one
@@ -72,11 +72,12 @@ def train_batch(events_array: np.ndarray, offsets: np.ndarray, step: int, *, see
     rng = np.random.default_rng([seed, step])
     starts = window_starts(offsets, len(events_array), rng, batch_size, seq_len)[rank * per_rank:(rank + 1) * per_rank]
     windows = np.stack([events_array[start:start + seq_len + 1].astype(np.int64) for start in starts])
-    start_state = SongStart.before(events_array, offsets, starts)  # before augmenting: see augment.py
+    start_state = SongStart.before(events_array, offsets, starts)  # of the stored rows: augmentations keep it true
     if augment is not None:
         for i in range(per_rank):
             row = rank * per_rank + i
-            windows[i] = augment(windows[i], np.random.default_rng([seed, step, _AUGMENT_STREAM, row]))
+            before = (start_state.sounding[i].numpy(), start_state.programs[i].numpy())
+            windows[i] = augment(windows[i], np.random.default_rng([seed, step, _AUGMENT_STREAM, row]), before)
     return Batch(torch.from_numpy(windows), start_state)
 
 

@@ -7,7 +7,8 @@
         train_songs.txt               the relative path of each song, one a line
         val_* test_*                  the same for the other splits
 
-The key hashes the inputs (relative paths, sizes, modification times) and the codec settings: the
+The key hashes the inputs (relative paths, sizes, modification times), the codec version and its
+settings (data.codec: ticks_per_beat, controls, pitch_bend) and the splits: the
 same inputs reuse the store, any change builds a new one. A store is built in a temporary folder and
 renamed into place at the end, so an interrupted preparation never leaves a store that looks complete.
 
@@ -163,7 +164,7 @@ def build_store(root: Path, files: list[str], settings: Mapping[str, Any], path:
     try:
         writers = {split: SplitWriter(temporary, split) for split in settings["splits"]}
         skipped, oddities = [], {}
-        for song in corpus.encode_files(root, files, settings["ticks_per_beat"], num_workers,
+        for song in corpus.encode_files(root, files, settings["codec"], num_workers,
                                          settings.get("velocity_levels")):
             if song.reason is not None:
                 log.warning("skipped %s: %s", song.file, song.reason)
@@ -202,7 +203,7 @@ def make_manifest(root: Path, settings: Mapping[str, Any], files_found: int, spl
     return {
         "store_format": STORE_FORMAT,
         "codec_version": settings["codec_version"],
-        "settings": {"ticks_per_beat": settings["ticks_per_beat"], "velocity_levels": settings.get("velocity_levels"),
+        "settings": {"codec": settings["codec"], "velocity_levels": settings.get("velocity_levels"),
                      "splits": settings["splits"]},
         "fields": list(events.FIELDS),
         "root": str(root),
@@ -244,14 +245,21 @@ def data_root(data_cfg: Any) -> Path:
     return Path(str(data_cfg.root)).expanduser().resolve()
 
 
+def codec_settings_of(data_cfg: Any) -> dict:
+    """data.codec checked and in its one form (events.codec_settings): part of the store key."""
+    codec = data_cfg.get("codec")
+    if codec is None:
+        raise ConfigError("data.codec is missing: add a data/codec choice (performance | seed) to the data config")
+    return events.codec_settings(**OmegaConf.to_container(codec, resolve=True))
+
+
 def prepare_store(data_cfg: Any) -> Path:
     """Find, encode, split and write the store for `data_cfg` (cfg.data), or reuse one; its path."""
     data_cfg = data_cfg if OmegaConf.is_config(data_cfg) else OmegaConf.create(dict(data_cfg))
     root = data_root(data_cfg)
     files = corpus.find_midi_files(root)
-    settings = {"codec_version": getattr(events, "CODEC_VERSION", "1"),
-                "ticks_per_beat": int(data_cfg.ticks_per_beat), "splits": corpus.check_splits(data_cfg.splits),
-                "store_format": STORE_FORMAT}
+    settings = {"codec_version": events.CODEC_VERSION, "codec": codec_settings_of(data_cfg),
+                "splits": corpus.check_splits(data_cfg.splits), "store_format": STORE_FORMAT}
     velocity_levels = corpus.check_velocity_levels(data_cfg.get("velocity_levels"))
     if velocity_levels is not None:  # only then: the stores of every lossless setting keep their keys
         settings["velocity_levels"] = velocity_levels

@@ -34,7 +34,7 @@ from midiformer.common import (
     positive,
     positive_int,
 )
-from midiformer.data.store import MANIFEST, prepare_store
+from midiformer.data.store import MANIFEST, codec_settings_of, prepare_store
 from midiformer.generate import audio, primer, sampling, scoring
 from midiformer.generate.memorisation import MemorisationIndex
 from midiformer.generate.outputs import write_sample
@@ -62,21 +62,24 @@ CHECKS = [
 ]
 
 
-def settings_from(cfg: DictConfig, ticks_per_beat: int) -> sampling.Settings:
+def settings_from(cfg: DictConfig, codec: dict) -> sampling.Settings:
+    """The sampling settings, with the codec settings the model was trained with (data.codec)."""
     instruments = OmegaConf.to_container(cfg.instruments) if cfg.instruments is not None else None
     fields = sampling.field_settings(*(OmegaConf.to_container(v) if isinstance(v, DictConfig) else v
                                        for v in (cfg.temperature, cfg.top_k, cfg.top_p)))
     return sampling.Settings(n_events=cfg.n_events, seconds=cfg.seconds, num_samples=cfg.num_samples,
                              kv_cache=cfg.kv_cache, slide=cfg.slide, instruments=instruments, allow_end=cfg.allow_end,
-                             ticks_per_beat=ticks_per_beat, fields=fields, progress=cfg.progress)
+                             ticks_per_beat=codec["ticks_per_beat"], controls=tuple(codec["controls"]),
+                             pitch_bend=codec["pitch_bend"], fields=fields, progress=cfg.progress)
 
 
-def primer_cut(cfg: DictConfig, ticks_per_beat: int) -> primer.Cut:
+def primer_cut(cfg: DictConfig, settings: sampling.Settings) -> primer.Cut:
     """The primer (a START row without primer.file) and the song's real continuation after it."""
     if cfg.primer.file is None:
         return primer.Cut(primer.start_row(), np.zeros((0, len(events.FIELDS)), np.int64))
-    return primer.load_cut(cfg.primer.file, ticks_per_beat, seconds=cfg.primer.seconds, n_events=cfg.primer.events,
-                           start_seconds=cfg.primer.start_seconds)
+    return primer.load_cut(cfg.primer.file, settings.ticks_per_beat, seconds=cfg.primer.seconds,
+                           n_events=cfg.primer.events, start_seconds=cfg.primer.start_seconds,
+                           controls=settings.controls, pitch_bend=settings.pitch_bend)
 
 
 def memorisation_index(cfg: DictConfig, run_cfg: DictConfig, checkpoint: Path) -> MemorisationIndex | None:
@@ -103,8 +106,8 @@ def generate(cfg: DictConfig, out_dir: str | Path) -> list[Path]:
         torch.set_num_threads(cfg.num_threads)
     device = pick_device(cfg.device)
     model, run_cfg = model_from_checkpoint(cfg.checkpoint, device, averaged=cfg.averaged)
-    ticks_per_beat = int(run_cfg.data.ticks_per_beat)
-    settings = settings_from(cfg, ticks_per_beat)  # checks instruments and sampling options before any work
+    settings = settings_from(cfg, codec_settings_of(run_cfg.data))  # checks every option before any work
+    ticks_per_beat = settings.ticks_per_beat
     out_dir = Path(out_dir)
     if cfg.primers is not None:
         scoring.primer_files(cfg.primers)  # a bad folder fails before the index is built
@@ -116,7 +119,7 @@ def generate(cfg: DictConfig, out_dir: str | Path) -> list[Path]:
         written = [out_dir / "model" / Path(r["primer"]).stem / f"sample_{r['sample']:02d}.mid"
                    for r in summary["samples"]["model"]]
     else:
-        cut = primer_cut(cfg, ticks_per_beat)
+        cut = primer_cut(cfg, settings)
         samples = sampling.sample(model, cut.primer, settings, seed=cfg.seed)
         out_dir.mkdir(parents=True, exist_ok=True)
         source = Path(cfg.primer.file).name if cfg.primer.file else "no primer"

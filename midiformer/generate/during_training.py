@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from midiformer.codec import events
+from midiformer.data.store import codec_settings_of
 from midiformer.generate import audio, metrics, primer, sampling
 from midiformer.generate.pianoroll import save_pianoroll
 
@@ -36,7 +37,7 @@ def sample_during_training(model: torch.nn.Module, store, cfg, run_dir: Path, st
     if len(offsets) < 2:
         return None
     cut = validation_primer(store.events("val"), offsets, cfg.trainer.sample_primer_events, cfg.model.max_seq_len)
-    return write_training_sample(model, cut, step, run_dir, cfg.trainer, int(cfg.data.ticks_per_beat), sinks)
+    return write_training_sample(model, cut, step, run_dir, cfg.trainer, codec_settings_of(cfg.data), sinks)
 
 
 def validation_primer(val_events: np.ndarray, val_offsets: np.ndarray, n_events: int, context: int) -> primer.Cut:
@@ -47,13 +48,14 @@ def validation_primer(val_events: np.ndarray, val_offsets: np.ndarray, n_events:
 
 
 def write_training_sample(model: torch.nn.Module, cut: primer.Cut, step: int, run_dir: Path, trainer_cfg,
-                          ticks_per_beat: int, sinks) -> Path:
+                          codec: dict, sinks) -> Path:
     """Sample, write samples/step_NNNNNN.* and log them; returns the .mid path."""
     was_training = model.training
     model.eval()
     try:
+        ticks_per_beat = codec["ticks_per_beat"]
         settings = sampling.Settings(n_events=trainer_cfg.sample_events, ticks_per_beat=ticks_per_beat,
-                                     allow_end=True)
+                                     controls=tuple(codec["controls"]), pitch_bend=codec["pitch_bend"], allow_end=True)
         (sample,) = sampling.sample(model, cut.primer, settings, seed=SAMPLE_SEED)
     finally:
         model.train(was_training)

@@ -1,17 +1,20 @@
 """What a sampled event may be, given the song so far: one boolean mask per field, per sample.
 
 The sampler (sampling.py) picks the fields of an event in events.FIELDS order; before each field it
-asks `SongState.allowed(field_index, chosen)` which values are valid given the fields already picked:
+asks `SongState.allowed(field_index, chosen)` which values are valid given the fields already picked.
+The masks keep the codec's grammar (codec/grammar.py), so that a sample is a sequence the codec could
+have written:
 
-    type        never START (a song has one, at row 0); END only if allowed; note_off only while a note sounds;
-                note_on / program only if some channel may take a new note (see `instruments`)
-    time        a time_shift row carries exactly MAX_TIME_SHIFT (the codec's rule); after a time_shift, >= 1
-    channel     note_off: a channel with a sounding note; program: an allowed channel; note_on: an allowed
-                channel whose current program is allowed (drums: channel 9 allowed)
-    instrument  note_on: the channel's current program (the codec's rule: codec/grammar.py);
-                program on a melodic channel: one of the allowed programs
+    type        never START (a song has one, at row 0); END only if allowed; note_off only while a note
+                sounds; note_on only on a channel whose program is allowed (see `instruments`);
+                control only if the codec carries controllers, pitch_bend only if it carries bends
+    time        a time_shift row carries exactly MAX_TIME_SHIFT; the row after a time_shift >= 1
+    channel     note_off: a channel with a sounding note; note_on: a channel that may play; program,
+                control, pitch_bend: an allowed channel; tempo: 0..7 (the top bits of 24)
+    instrument  note_on: its channel's program (a new instrument takes a program row first);
+                program on a melodic channel: an allowed program; control: a carried controller
     note        note_off: a pitch sounding on the chosen channel
-    velocity    note_on: 1..127 (a MIDI note-on of velocity 0 is a note-off)
+    velocity    note_on: 1..127 (a MIDI note-on of velocity 0 is a note-off); tempo: never 0 us
 
 Fields that do not apply to the sampled type are set to 0 by the sampler (as in training, where
 they are masked and fed to cascade heads as 0). The state also follows the tempo and the time in
@@ -48,21 +51,25 @@ def parse_instruments(instruments) -> tuple[np.ndarray, bool]:
 
 
 class SongState:
-    """Per sample: the notes sounding on each channel, the tempo, and seconds since the first row."""
+    """Per sample: the notes sounding and the program of each channel, the tempo, seconds since the
+    first row, and whether the last row was a time_shift."""
 
     def __init__(self, batch: int, ticks_per_beat: int, instruments=None, allow_end: bool = True,
-                 device: torch.device | str = "cpu"):
-        self.ticks_per_beat, self.allow_end = ticks_per_beat, allow_end
+                 device: torch.device | str = "cpu", controls=events.DEFAULT_CONTROLS, pitch_bend: bool = True):
+        self.ticks_per_beat, self.allow_end, self.pitch_bend = ticks_per_beat, allow_end, bool(pitch_bend)
         self.sounding = torch.zeros(batch, 16, 128, dtype=torch.long, device=device)
-        self.programs = torch.zeros(batch, 16, dtype=torch.long, device=device)  # each channel's program
-        self.after_time_shift = torch.zeros(batch, dtype=torch.bool, device=device)
-        self.bpm = torch.full((batch,), 120.0, dtype=torch.float64, device=device)  # MIDI's default tempo
+        self.program = torch.zeros(batch, 16, dtype=torch.long, device=device)
+        self.tempo = torch.full((batch,), float(events.DEFAULT_TEMPO), dtype=torch.float64, device=device)
         self.seconds = torch.zeros(batch, dtype=torch.float64, device=device)
+        self.after_shift = torch.zeros(batch, dtype=torch.bool, device=device)
         programs, drums = parse_instruments(instruments)
-        self.allowed_programs = torch.from_numpy(programs).to(device)
-        self.channels = torch.ones(16, dtype=torch.bool, device=device)  # channels a note_on / program may use
+        self.programs = torch.from_numpy(programs).to(device)
+        self.controls = torch.zeros(128, dtype=torch.bool, device=device)
+        self.controls[list(controls)] = True
+        self.channels = torch.ones(16, dtype=torch.bool, device=device)  # channels a program / control may use
         self.channels[events.DRUM_CHANNEL] = drums
         self.channels[: events.DRUM_CHANNEL] = self.channels[events.DRUM_CHANNEL + 1:] = bool(programs.any())
+        self.drums = drums
 
     # --- the song so far ------------------------------------------------------------------------
 
@@ -73,16 +80,15 @@ class SongState:
         batch = torch.arange(len(rows), device=rows.device)
         change = ((type_ == events.NOTE_ON).long() - (type_ == events.NOTE_OFF).long()) * running
         self.sounding[batch, channel, note] = (self.sounding[batch, channel, note] + change).clamp(min=0)
+        is_program = (type_ == events.PROGRAM) & running
+        self.program[batch, channel] = torch.where(is_program, rows[:, INSTRUMENT], self.program[batch, channel])
         # The gap before this row plays at the tempo in force before it (as events.seconds counts it).
-        self.seconds += time.double() * running * 60.0 / (self.bpm * self.ticks_per_beat)
-        sets_program = (type_ == events.PROGRAM) & running
-        self.programs[batch[sets_program], channel[sets_program]] = rows[sets_program, INSTRUMENT]
-        self.after_time_shift = torch.where(running, type_ == events.TIME_SHIFT, self.after_time_shift)
+        self.seconds += time.double() * running * self.tempo / (1e6 * self.ticks_per_beat)
         is_tempo = (type_ == events.TEMPO) & running
         if is_tempo.any():
-            tempo_bin = (note << 7) | rows[:, VELOCITY]
-            self.bpm = torch.where(is_tempo, torch.as_tensor(events.bin_to_bpm(tempo_bin.cpu().numpy()),
-                                                             device=self.bpm.device), self.bpm)
+            tempo = torch.as_tensor(events.tempo_of(rows.cpu().numpy()), dtype=torch.float64, device=self.tempo.device)
+            self.tempo = torch.where(is_tempo, tempo, self.tempo)
+        self.after_shift = torch.where(running, type_ == events.TIME_SHIFT, self.after_shift)
 
     def follow(self, rows: torch.Tensor) -> None:
         """Follow a whole primer: rows (T, F), the same for every sample."""
@@ -94,13 +100,14 @@ class SongState:
         counts = self.sounding[sample]
         return [(int(c), int(p)) for c, p in counts.nonzero().tolist() for _ in range(int(counts[c, p]))]
 
-    # --- the masks ------------------------------------------------------------------------------
+    def playable(self) -> torch.Tensor:
+        """(B, 16) bool: the channels a note_on may use: melodic ones whose program is allowed, and
+        the drum channel if drums are."""
+        playable = self.programs[self.program]
+        playable[:, events.DRUM_CHANNEL] = self.drums
+        return playable
 
-    def note_on_channels(self) -> torch.Tensor:
-        """(B, 16) bool: channels a note_on may use: allowed, and (off the drum channel) playing an allowed program."""
-        plays_allowed = self.allowed_programs[self.programs]
-        plays_allowed[:, events.DRUM_CHANNEL] = True
-        return self.channels & plays_allowed
+    # --- the masks ------------------------------------------------------------------------------
 
     def allowed(self, field: int, chosen: torch.Tensor) -> torch.Tensor:
         """(B, VOCAB[field]) bool: the valid values of `field`, given chosen (B, field) fields 0..field-1."""
@@ -110,28 +117,35 @@ class SongState:
             allowed[:, events.START] = False
             allowed[:, events.END] = self.allow_end
             allowed[:, events.NOTE_OFF] = self.sounding.flatten(1).any(1)
-            allowed[:, events.NOTE_ON] = self.note_on_channels().any(1)
+            allowed[:, events.NOTE_ON] = self.playable().any(1)
             allowed[:, events.PROGRAM] = self.channels.any()
+            allowed[:, events.CONTROL] = self.channels.any() & self.controls.any()
+            allowed[:, events.PITCH_BEND] = self.channels.any() & self.pitch_bend
             return allowed
         type_ = chosen[:, TYPE]
-        is_off = type_ == events.NOTE_OFF
-        is_on, is_program = type_ == events.NOTE_ON, type_ == events.PROGRAM
+        is_ = {t: type_ == t for t in (events.NOTE_ON, events.NOTE_OFF, events.PROGRAM, events.TEMPO,
+                                       events.TIME_SHIFT, events.CONTROL, events.PITCH_BEND)}
+        on_a_channel = is_[events.PROGRAM] | is_[events.CONTROL] | is_[events.PITCH_BEND]
         if field == TIME:
-            allowed[self.after_time_shift, 0] = False
-            allowed[type_ == events.TIME_SHIFT, : events.MAX_TIME_SHIFT] = False
+            allowed[self.after_shift, 0] = False
+            allowed[is_[events.TIME_SHIFT], : events.MAX_TIME_SHIFT] = False
         elif field == CHANNEL:
-            allowed[is_off] = self.sounding[is_off].any(-1)
-            allowed[is_program] = self.channels
-            allowed[is_on] = self.note_on_channels()[is_on]
+            allowed[is_[events.NOTE_OFF]] = self.sounding[is_[events.NOTE_OFF]].any(-1)
+            allowed[is_[events.NOTE_ON]] = self.playable()[is_[events.NOTE_ON]]
+            allowed[on_a_channel] = self.channels
+            allowed[is_[events.TEMPO], events.TEMPO_CHANNELS:] = False
         elif field == INSTRUMENT:
-            melodic = is_program & (chosen[:, CHANNEL] != events.DRUM_CHANNEL)
-            allowed[melodic] = self.allowed_programs
-            rows = is_on.nonzero()[:, 0]
-            program = self.programs[rows, chosen[rows, CHANNEL]]
-            allowed[rows] = torch.arange(allowed.shape[1], device=allowed.device) == program.unsqueeze(1)
+            rows = is_[events.NOTE_ON].nonzero()[:, 0]
+            allowed[rows] = False
+            allowed[rows, self.program[rows, chosen[rows, CHANNEL]]] = True
+            melodic = is_[events.PROGRAM] & (chosen[:, CHANNEL] != events.DRUM_CHANNEL)
+            allowed[melodic] = self.programs
+            allowed[is_[events.CONTROL]] = self.controls
         elif field == NOTE:
-            rows = is_off.nonzero()[:, 0]
+            rows = is_[events.NOTE_OFF].nonzero()[:, 0]
             allowed[rows] = self.sounding[rows, chosen[rows, CHANNEL]] > 0
         elif field == VELOCITY:
-            allowed[type_ == events.NOTE_ON, 0] = False
+            allowed[is_[events.NOTE_ON], 0] = False
+            zero_so_far = is_[events.TEMPO] & (chosen[:, CHANNEL:VELOCITY] == 0).all(1)
+            allowed[zero_so_far, 0] = False  # a tempo of 0 microseconds per quarter
         return allowed

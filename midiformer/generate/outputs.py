@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from midiformer.codec import events
+from midiformer.codec import events, grammar
 from midiformer.generate import audio, metrics, primer, sampling
 from midiformer.generate.memorisation import MemorisationIndex, note_tokens
 from midiformer.generate.pianoroll import save_pianoroll
@@ -20,6 +20,7 @@ def write_sample(stem: Path, cut: primer.Cut, sample: sampling.Sample, cfg: Dict
     start = cut.primer
     continuation, logprobs = sampling.closed(sample)
     song = np.concatenate([start, continuation])
+    grammar.check(song, song=True)  # the sampler's masks keep the codec's grammar: a break is a bug here
     whistle = None
     if cfg.whistle.enabled and len(start) > 1:
         whistle = primer.whistle_at_handover(start, song, cfg.whistle.pitch, cfg.whistle.seconds, ticks_per_beat)

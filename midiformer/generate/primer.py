@@ -1,8 +1,8 @@
 """The primer the model continues, and the whistle that marks where the model takes over.
 
 A primer is a cut of a MIDI file's events: from `start_seconds`, `seconds` long (or `n_events`
-rows). A cut that does not begin at the song's start gets a START row, then the tempo and the
-programs in force at the cut point (so that it plays as it did in the song), then its rows; a
+rows). A cut that does not begin at the song's start gets a START row, then the tempo, programs,
+controls and pitch bends in force at the cut point (so that it plays as it did in the song), then its rows; a
 note-off whose note began before the cut is dropped.
 
 The whistle is a short note of General MIDI program Whistle on a channel the song does not use,
@@ -32,9 +32,10 @@ def start_row() -> np.ndarray:
 
 
 def load_primer(path: str | Path, ticks_per_beat: int, seconds: float | None = None, n_events: int | None = None,
-                start_seconds: float = 0.0) -> np.ndarray:
-    """Rows (T, F) of a primer cut from a MIDI file (MidiError if it is not one); see the module doc."""
-    return load_cut(path, ticks_per_beat, seconds, n_events, start_seconds).primer
+                start_seconds: float = 0.0, **codec) -> np.ndarray:
+    """Rows (T, F) of a primer cut from a MIDI file (MidiError if it is not one); see the module doc.
+    codec: the other codec settings (controls, pitch_bend) the model was trained with."""
+    return load_cut(path, ticks_per_beat, seconds, n_events, start_seconds, **codec).primer
 
 
 @dataclass
@@ -47,11 +48,12 @@ class Cut:
 
 
 def load_cut(path: str | Path, ticks_per_beat: int, seconds: float | None = None, n_events: int | None = None,
-             start_seconds: float = 0.0) -> Cut:
-    """The primer of load_primer and the song's real continuation after it."""
+             start_seconds: float = 0.0, **codec) -> Cut:
+    """The primer of load_primer and the song's real continuation after it (codec: as load_primer's)."""
     if not Path(path).is_file():
         raise ConfigError(f"primer={path}: no such file")
-    song = events.encode(path, ticks_per_beat).astype(np.int64)
+    codec = {key: value for key, value in codec.items() if value is not None}  # None: the codec's default
+    song = events.encode(path, ticks_per_beat=ticks_per_beat, **codec).astype(np.int64)
     first = _first_row_at(song, start_seconds, ticks_per_beat)
     last = len(song) - 1  # END is never part of a primer: the model goes on from there
     if n_events is not None:
@@ -90,12 +92,15 @@ def _first_row_at(song: np.ndarray, at_seconds: float, ticks_per_beat: int) -> i
 
 
 def state_at(song: np.ndarray, row: int) -> np.ndarray:
-    """The last tempo row and each channel's last program row before `row`, at time 0."""
+    """What is in force before `row`, at time 0: the last tempo row, and per channel its last program
+    row, its last control row of each controller (pedals, volume, pan) and its last pitch bend."""
     before = song[:row]
     tempo_rows = np.nonzero(before[:, _TYPE] == events.TEMPO)[0]
-    program_rows = np.nonzero(before[:, _TYPE] == events.PROGRAM)[0]
-    last_per_channel = {int(before[i, _CHANNEL]): i for i in program_rows}  # later rows win
-    keep = sorted(list(tempo_rows[-1:]) + list(last_per_channel.values()))
+    setting_rows = np.nonzero(np.isin(before[:, _TYPE], (events.PROGRAM, events.CONTROL, events.PITCH_BEND)))[0]
+    last = {(int(before[i, _TYPE]), int(before[i, _CHANNEL]),
+             int(before[i, _INSTRUMENT]) if before[i, _TYPE] == events.CONTROL else 0): i
+            for i in setting_rows}  # later rows win
+    keep = sorted(list(tempo_rows[-1:]) + list(last.values()))
     state = before[keep].copy()
     state[:, _TIME] = 0
     return state
@@ -148,7 +153,7 @@ def whistle_at_handover(primer: np.ndarray, song: np.ndarray, pitch: int, second
     tempo_rows = primer[primer[:, _TYPE] == events.TEMPO]
     bpm = 120.0  # MIDI's default, until a tempo row
     if len(tempo_rows):
-        bpm = float(events.bin_to_bpm((tempo_rows[-1, _NOTE] << 7) | tempo_rows[-1, _VELOCITY]))
+        bpm = float(events.bpm_of(tempo_rows[-1]))
     ticks = max(round(seconds * bpm / 60.0 * ticks_per_beat), 1)
     return Whistle(channel, int(events.grid_ticks(primer)[-1]), ticks, pitch)
 

@@ -48,7 +48,9 @@ class Settings:
     slide: int | None = None            # events the window jumps when full; None = max_seq_len // 4
     instruments: list | None = None     # programs (and 'drums') the model may use; None = all
     allow_end: bool = True              # False: END is masked, every sample runs to n_events / seconds
-    ticks_per_beat: int = 96            # the codec grid the model was trained on
+    ticks_per_beat: int = 96            # the codec grid the model was trained on (data.codec.ticks_per_beat)
+    controls: tuple = events.DEFAULT_CONTROLS  # the controllers its codec carried (data.codec.controls)
+    pitch_bend: bool = True             # whether its codec carried pitch bends (data.codec.pitch_bend)
     fields: list[FieldSampling] = field(default_factory=lambda: [FieldSampling() for _ in events.FIELDS])
     progress: bool = False              # a tqdm bar with events/s
 
@@ -162,7 +164,8 @@ def sample(model, primer: np.ndarray, settings: Settings, seed: int = 0) -> list
     rows = torch.zeros(batch, first + settings.n_events, len(events.FIELDS), dtype=torch.long, device=device)
     rows[:, :first] = torch.as_tensor(primer, dtype=torch.long, device=device)
     logprobs = torch.zeros(batch, settings.n_events, len(events.FIELDS), device=device)
-    state = SongState(batch, settings.ticks_per_beat, settings.instruments, settings.allow_end, device)
+    state = SongState(batch, settings.ticks_per_beat, settings.instruments, settings.allow_end, device,
+                      settings.controls, settings.pitch_bend)
     state.follow(rows[0, :first])
     primer_seconds = state.seconds.clone()
     window = ContextWindow(model, rows, settings.kv_cache, settings.slide)
@@ -191,17 +194,18 @@ def sample(model, primer: np.ndarray, settings: Settings, seed: int = 0) -> list
 def closed(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     """The continuation ended properly, and the model's log-probability of each row (summed over its
     fields; NaN for the rows the model did not sample): a note_off for every note still sounding, then
-    END. If the model sampled END, the note_offs take its place in time and END stays its own."""
+    END. If the model sampled END, the note_offs take its place in time and END stays its own. A
+    continuation cut after a time_shift row gives that rest to the first closing row instead, as
+    the codec frames a rest (a time_shift is always followed by a row of time >= 1)."""
     rows, logprob = sample.rows.astype(np.int64), sample.logprobs.sum(1, dtype=np.float64)
-    offs = np.zeros((len(sample.sounding), len(events.FIELDS)), np.int64)
-    offs[:, TYPE] = events.NOTE_OFF
-    offs[:, [CHANNEL, NOTE]] = np.array(sample.sounding, np.int64).reshape(-1, 2)
+    closing = np.zeros((len(sample.sounding) + 1, len(events.FIELDS)), np.int64)
+    closing[:-1, TYPE], closing[-1, TYPE] = events.NOTE_OFF, events.END
+    closing[:-1, [CHANNEL, NOTE]] = np.array(sample.sounding, np.int64).reshape(-1, 2)
+    closing_logprob = np.full(len(closing), np.nan)
     if len(rows) and rows[-1, TYPE] == events.END:
-        end, end_logprob = rows[-1:].copy(), logprob[-1:]
+        closing[0, TIME], closing_logprob[-1] = rows[-1, TIME], logprob[-1]
         rows, logprob = rows[:-1], logprob[:-1]
-        if len(offs):
-            offs[0, TIME], end[0, TIME] = end[0, TIME], 0
-    else:
-        end, end_logprob = np.zeros((1, len(events.FIELDS)), np.int64), np.array([np.nan])
-        end[0, TYPE] = events.END
-    return np.concatenate([rows, offs, end]), np.concatenate([logprob, np.full(len(offs), np.nan), end_logprob])
+    elif len(rows) and rows[-1, TYPE] == events.TIME_SHIFT:
+        closing[0, TIME] = events.MAX_TIME_SHIFT
+        rows, logprob = rows[:-1], logprob[:-1]
+    return np.concatenate([rows, closing]), np.concatenate([logprob, closing_logprob])

@@ -15,6 +15,7 @@ from midiformer.common import (
     positive_int,
 )
 from midiformer.data.augment import AUGMENTS
+from midiformer.data.store import codec_settings_of
 from midiformer.model import LIKELIHOODS, validate_model_config
 from midiformer.train.distributed import check_batch_split
 from midiformer.train.precision import PRECISIONS
@@ -31,7 +32,6 @@ CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("data.seq_len", positive_int, "a positive integer"),
     ("data.batch_size", positive_int, "a positive integer"),
     ("data.eval_batch_size", positive_int, "a positive integer"),
-    ("data.ticks_per_beat", positive_int, "a positive integer"),
     ("optim.lr", positive, "a number > 0"),
     ("optim.weight_decay", nonnegative, "a number >= 0"),
     ("optim.eps", positive, "a number > 0"),
@@ -61,6 +61,7 @@ def validate_config(cfg: DictConfig) -> None:
     """Everything train.py reads, checked up front. Raises ConfigError."""
     check_values(cfg, CHECKS)
     parse_max_time(cfg.trainer.max_time)
+    codec_settings_of(cfg.data)
     validate_model_config(cfg.model)
     if cfg.data.seq_len > cfg.model.max_seq_len:
         raise ConfigError(f"data.seq_len={cfg.data.seq_len} must be <= model.max_seq_len={cfg.model.max_seq_len}")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from midiformer.codec import events
 from midiformer.data.store import Store, prepare_store
 from tests.conftest import CONF_DIR, DEV_DATA, dev_files
 
@@ -32,7 +33,8 @@ def copy_corpus(files: list[Path], folder: Path) -> Path:
 
 
 def data_config(root: Path | None, cache_dir: Path, **options):
-    cfg = {"name": "midi_dir", "root": str(root), "cache_dir": str(cache_dir), "ticks_per_beat": 96,
+    cfg = {"name": "midi_dir", "root": str(root), "cache_dir": str(cache_dir),
+           "codec": {"ticks_per_beat": 96, "controls": list(events.DEFAULT_CONTROLS), "pitch_bend": True},
            "splits": {"train": 0.9, "val": 0.05, "test": 0.05}, "num_workers": 1, **options}
     return OmegaConf.create(cfg)
 

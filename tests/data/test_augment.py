@@ -1,25 +1,38 @@
 """Augmentation invariants on real windows: drums untouched, ranges held, only the intended fields change."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
-from midiformer.codec import events
+from midiformer.codec import events, grammar
 from midiformer.common import ConfigError
-from midiformer.data.augment import AUGMENTS, TempoStretch, Transpose, Velocity
+from midiformer.data.augment import AUGMENTS, TempoStretch, Transpose, Velocity, ends_of_notes_begun_before
 from midiformer.data.dataset import train_batch
+from midiformer.model.loss import grammar_violations
 
 TYPE, TIME, CHANNEL, NOTE, VELOCITY = (events.COLUMN[f] for f in ("type", "time", "channel", "note", "velocity"))
 
 
 @pytest.fixture(scope="module")
-def windows(small_store) -> list[np.ndarray]:
-    """256-row windows of real music, drums included."""
+def batches(small_store) -> list:
     rows, offsets = small_store.events("train"), small_store.offsets("train")
-    batches = [train_batch(rows, offsets, step, seed=0, batch_size=16, seq_len=255).rows.numpy() for step in range(4)]
-    found = list(np.concatenate(batches))
+    return [train_batch(rows, offsets, step, seed=0, batch_size=16, seq_len=255) for step in range(4)]
+
+
+@pytest.fixture(scope="module")
+def windows(batches) -> list[np.ndarray]:
+    """256-row windows of real music, drums included."""
+    found = list(np.concatenate([batch.rows.numpy() for batch in batches]))
     assert any((w[:, CHANNEL] == events.DRUM_CHANNEL).any() for w in found)
     return found
+
+
+@pytest.fixture(scope="module")
+def states(batches) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The song state before each window (sounding notes, programs), as the dataset gives it."""
+    return [(b.start.sounding[i].numpy(), b.start.programs[i].numpy()) for b in batches for i in range(len(b.rows))]
 
 
 def changed_columns(before: np.ndarray, after: np.ndarray) -> set[str]:
@@ -81,25 +94,109 @@ def test_velocity_changes_note_on_velocities_only_within_1_127(windows):
     np.testing.assert_array_equal(loud[note_on, VELOCITY], np.minimum(windows[0][note_on, VELOCITY] * 2, 127))
 
 
-def test_tempo_stretches_time_only_and_keeps_it_on_the_grid(windows):
-    tempo = TempoStretch(min_factor=0.8, max_factor=1.25)
+def positions(window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows that are not time_shifts, and their grid positions from the row before the window."""
+    real = window[window[:, TYPE] != events.IGNORE]
+    at = np.cumsum(real[:, TIME])
+    keep = real[:, TYPE] != events.TIME_SHIFT
+    return real[keep], at[keep]
+
+
+def test_tempo_stretches_positions_and_keeps_everything_else(windows):
+    tempo, factors = TempoStretch(min_factor=0.8, max_factor=1.25), []
     for i, w in enumerate(windows):
         out = tempo(w.copy(), np.random.default_rng(i))
-        assert changed_columns(w, out) <= {"time"}
-        assert out[:, TIME].min() >= 0 and out[:, TIME].max() <= events.MAX_TIME_SHIFT
-        span, stretched = w[:, TIME].sum(), out[:, TIME].sum()
-        if span > 200 and out[:, TIME].max() < events.MAX_TIME_SHIFT:
-            assert 0.8 * span - 1 <= stretched <= 1.25 * span + 1
+        before, at_before = positions(w)
+        after, at_after = positions(out)
+        n = len(after)
+        # every row but the time shifts is still there, in order, with the same fields; only times move
+        np.testing.assert_array_equal(np.delete(after, TIME, 1), np.delete(before[:n], TIME, 1))
+        assert n >= len(before) - (w[:, TYPE] == events.TIME_SHIFT).sum() - (out[:, TIME] == 0).sum() - 1
+        # the factor is drawn log-uniformly (the docstring's promise), once for the whole window
+        factor = math.exp(np.random.default_rng(i).uniform(math.log(0.8), math.log(1.25)))
+        np.testing.assert_array_equal(at_after, np.rint(at_before[:n] * factor))
+        factors.append(factor)
+    assert min(factors) < 0.85 and max(factors) > 1.2
 
 
-def test_tempo_cuts_gaps_at_the_cap():
+@pytest.mark.parametrize("factor", [0.5, 0.8, 0.9, 1.1, 1.25, 2.0])
+def test_tempo_keeps_the_grammar_for_any_factor(windows, factor):
+    tempo = TempoStretch(min_factor=factor, max_factor=factor)
+    for i, w in enumerate(windows):
+        out = tempo(w.copy(), np.random.default_rng(i))
+        grammar.check(out[out[:, TYPE] != events.IGNORE], controls=events.DEFAULT_CONTROLS, pitch_bend=True)
+        assert out.shape == w.shape
+
+
+def test_tempo_reframes_long_rests_as_the_codec_would():
     window = np.zeros((5, len(events.FIELDS)), dtype=np.int64)
-    window[:, TYPE] = [events.START, events.TIME_SHIFT, events.TIME_SHIFT, events.NOTE_ON, events.END]
+    window[:, TYPE] = [events.START, events.TIME_SHIFT, events.TIME_SHIFT, events.NOTE_ON, events.NOTE_OFF]
     window[:, TIME] = [0, events.MAX_TIME_SHIFT, events.MAX_TIME_SHIFT, 10, 100]
-    out = TempoStretch(min_factor=1.5, max_factor=1.5)(window, np.random.default_rng(0))
-    assert out[:, TIME].tolist() == [0, events.MAX_TIME_SHIFT, events.MAX_TIME_SHIFT, 15, 150]
-    out = TempoStretch(min_factor=0.5, max_factor=0.5)(window, np.random.default_rng(0))
-    assert out[:, TIME].tolist() == [0, events.MAX_TIME_SHIFT // 2, events.MAX_TIME_SHIFT // 2, 5, 50]
+    window[3, [NOTE, VELOCITY]], window[4, NOTE] = (60, 90), 60
+    slower = TempoStretch(min_factor=1.5, max_factor=1.5)(window.copy(), np.random.default_rng(0))
+    # the rest of 778 steps becomes 1167 = 3 x 384 + 15: one time shift more, and the note_off no longer fits
+    assert slower[:, TYPE].tolist() == [events.START] + [events.TIME_SHIFT] * 3 + [events.NOTE_ON]
+    assert slower[:, TIME].tolist() == [0, 384, 384, 384, 15]
+    faster = TempoStretch(min_factor=0.5, max_factor=0.5)(window.copy(), np.random.default_rng(0))
+    # 778 steps -> 389 = 384 + 5, the note lasts 50 instead of 100; the window lost a row and ends in padding
+    assert faster[:4, TYPE].tolist() == [events.START, events.TIME_SHIFT, events.NOTE_ON, events.NOTE_OFF]
+    assert faster[:4, TIME].tolist() == [0, 384, 5, 50] and (faster[4] == events.IGNORE).all()
+    for out in (slower, faster):
+        grammar.check(out[out[:, TYPE] != events.IGNORE])
+    np.testing.assert_array_equal(faster[2, [NOTE, VELOCITY]], [60, 90])
+
+
+def test_a_rest_that_runs_past_the_window_stretches_too():
+    window = np.zeros((4, len(events.FIELDS)), dtype=np.int64)
+    window[:, TYPE] = [events.NOTE_OFF, events.TIME_SHIFT, events.TIME_SHIFT, events.TIME_SHIFT]
+    window[:, TIME] = [4, 384, 384, 384]
+    out = TempoStretch(min_factor=0.5, max_factor=0.5)(window.copy(), np.random.default_rng(0))
+    assert out[:, TYPE].tolist() == [events.NOTE_OFF, events.TIME_SHIFT] + [events.IGNORE] * 2
+    assert out[:2, TIME].tolist() == [2, 384]
+
+
+@pytest.mark.parametrize("name", ["none", "transpose", "velocity", "tempo", "all"])
+def test_every_augmentation_keeps_the_grammar(name, windows, states):
+    aug = AUGMENTS.build(name)
+    for seed in range(3):
+        for i, (w, before) in enumerate(zip(windows, states)):
+            out = aug(w.copy(), np.random.default_rng([seed, i]), before)
+            # following on from the song's state before the window, every rule holds, state included
+            grammar.check(out[out[:, TYPE] != events.IGNORE], controls=events.DEFAULT_CONTROLS, pitch_bend=True,
+                          before=before)
+
+
+@pytest.mark.parametrize("name", ["transpose", "tempo", "all"])
+def test_the_grammar_masked_likelihood_allows_every_augmented_target(name, small_store):
+    rows, offsets = small_store.events("train"), small_store.offsets("train")
+    for step in range(6):
+        batch = train_batch(rows, offsets, step, seed=1, batch_size=16, seq_len=255, augment=AUGMENTS.build(name))
+        inputs, targets, start = batch.to("cpu")
+        assert sum(grammar_violations(grammar.field_masks(inputs, targets, start), targets).values()) == 0
+
+
+def test_transpose_leaves_the_ends_of_notes_begun_before_the_window(windows, states):
+    transpose, checked = Transpose(max_semitones=6), 0
+    for i, (w, before) in enumerate(zip(windows, states)):
+        if not before[0][np.arange(16) != events.DRUM_CHANNEL].any():
+            continue
+        out = transpose(w.copy(), np.random.default_rng(i), before)
+        ends = ends_of_notes_begun_before(w, before)
+        assert ends.any()
+        np.testing.assert_array_equal(out[ends], w[ends])
+        checked += 1
+    assert checked > 5
+
+
+def test_an_augmentation_that_breaks_the_grammar_is_stopped(windows):
+    class Broken(Velocity):
+        def augment(self, window, rng, before):
+            window = window.copy()
+            window[window[:, TYPE] == events.NOTE_ON, VELOCITY] = 0
+            return window
+
+    with pytest.raises(grammar.GrammarError, match="note_on of velocity 0"):
+        Broken()(windows[0].copy(), np.random.default_rng(0))
 
 
 def test_padding_rows_are_never_touched():

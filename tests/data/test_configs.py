@@ -34,7 +34,7 @@ def test_train_config_composes_every_data_choice(data, augment):
     root = ["data.root=/music"] if data == "midi_dir" else []
     cfg = compose("config", [f"data={data}", f"data/augment={augment}", *root])
     assert cfg.data.name == data and cfg.data.augment.name == augment
-    assert cfg.data.ticks_per_beat == 96 and cfg.data.num_workers is None
+    assert events.codec_settings(**cfg.data.codec) == events.codec_settings() and cfg.data.num_workers is None
     assert OmegaConf.to_container(cfg.data.splits) == {"train": 0.9, "val": 0.05, "test": 0.05}
     assert (cfg.data.seq_len, cfg.data.batch_size, cfg.data.eval_batch_size) == (256, 16, 16)
     aug = AUGMENTS.build(cfg.data.augment)
@@ -67,3 +67,20 @@ def test_cache_dir_follows_the_environment(monkeypatch):
     assert compose("prepare", []).data.cache_dir == "~/.cache/midiformer"
     monkeypatch.setenv("MIDIFORMER_CACHE", "/scratch/cache")
     assert compose("prepare", ["data=midi_dir"]).data.cache_dir == "/scratch/cache"
+
+
+@pytest.mark.parametrize("choice", sorted(p.stem for p in (CONF_DIR / "data" / "codec").glob("*.yaml")))
+def test_every_codec_choice_is_what_encode_takes(choice, dev_data):
+    cfg = compose("prepare", [f"data/codec={choice}"])
+    settings = events.codec_settings(**OmegaConf.to_container(cfg.data.codec))  # the same keys as encode's
+    rows = events.encode(dev_data / "pop909" / "pop909_001.mid", **cfg.data.codec)
+    carries_controls = bool(settings["controls"]) or settings["pitch_bend"]
+    assert (events.CONTROL in rows[:, 0]) == (64 in settings["controls"])
+    assert carries_controls == (choice == "performance")
+
+
+def test_the_default_codec_is_the_performance_one():
+    assert compose("prepare", []).data.codec == compose("prepare", ["data/codec=performance"]).data.codec
+    assert events.codec_settings(**compose("prepare", []).data.codec) == events.codec_settings()  # encode's defaults
+    with pytest.raises(Exception, match="data.codec.controls: 123"):
+        events.codec_settings(**compose("prepare", ["data.codec.controls=[64,123]"]).data.codec)

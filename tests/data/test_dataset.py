@@ -85,7 +85,9 @@ def test_augmentation_is_seeded_by_seed_and_step(train):
     augmented = train_batch(rows, offsets, 2, augment=AUGMENTS.build("all"), **options).rows
     assert not torch.equal(plain, augmented)
     assert torch.equal(augmented, train_batch(rows, offsets, 2, augment=AUGMENTS.build("all"), **options).rows)
-    assert torch.equal(plain[..., 0], augmented[..., 0])  # augmentation never changes event types
+    for before, after in zip(plain[..., 0], augmented[..., 0]):  # the events stay; only time shifts may come or go
+        kept = lambda types: types[(types != events.TIME_SHIFT) & (types != events.IGNORE)]  # noqa: E731
+        assert torch.equal(kept(after), kept(before)[: len(kept(after))])
 
 
 def test_bad_batch_and_window_sizes_are_config_errors(train):

@@ -32,7 +32,7 @@ def test_store_holds_each_song_exactly_as_the_codec_encodes_it(small_store, smal
     assert len(songs) == len(small_files)
     root = small_store.manifest["root"]
     for name, rows in songs.items():
-        expected, _ = events.encode_song(os.path.join(root, name), ticks_per_beat=96)
+        expected, _ = events.encode_song(os.path.join(root, name), ticks_per_beat=96)  # the default controls
         np.testing.assert_array_equal(rows, expected, err_msg=name)
         assert rows[0, 0] == events.START and rows[-1, 0] == events.END
 
@@ -48,7 +48,7 @@ def test_split_arrays_are_memmaps_with_consistent_offsets(small_store):
 
 def test_manifest_counts_add_up(small_store, small_files):
     m = small_store.manifest
-    assert m["codec_version"] == events.CODEC_VERSION and m["settings"]["ticks_per_beat"] == 96
+    assert m["codec_version"] == events.CODEC_VERSION and m["settings"]["codec"] == events.codec_settings()
     assert m["files_found"] == m["files_ok"] == m["songs"] == len(small_files) and m["files_skipped"] == 0
     assert m["skipped"] == []
     for name in ("songs", "events", "notes"):
@@ -98,10 +98,10 @@ def test_corrupt_files_are_skipped_with_reasons_and_good_files_survive(corpus_di
 def test_any_error_in_the_codec_skips_only_that_file(corpus_dir, tmp_path, monkeypatch, small_files):
     real_encode = events.encode_song
 
-    def encode_that_breaks_on_one_file(path, ticks_per_beat):
+    def encode_that_breaks_on_one_file(path, **codec):
         if path.name == "tttheme2.mid":
             raise ZeroDivisionError("division by zero\nsecond line")
-        return real_encode(path, ticks_per_beat)
+        return real_encode(path, **codec)
 
     monkeypatch.setattr(events, "encode_song", encode_that_breaks_on_one_file)
     m = Store(prepare_store(data_config(corpus_dir, tmp_path / "cache"))).manifest
@@ -130,8 +130,8 @@ def test_same_inputs_reuse_the_store_and_say_so(corpus_dir, tmp_path, monkeypatc
     assert "reusing the prepared store" in caplog.text and str(first) in caplog.text
 
 
-@pytest.mark.parametrize("change", ["touch a file", "add a file", "remove a file", "ticks_per_beat",
-                                    "splits", "codec version"])
+@pytest.mark.parametrize("change", ["touch a file", "add a file", "remove a file", "ticks_per_beat", "controls",
+                                    "pitch_bend", "splits", "codec version"])
 def test_a_change_of_files_or_codec_settings_rebuilds(change, corpus_dir, tmp_path, monkeypatch):
     cfg = data_config(corpus_dir, tmp_path / "cache")
     first = prepare_store(cfg)
@@ -143,14 +143,18 @@ def test_a_change_of_files_or_codec_settings_rebuilds(change, corpus_dir, tmp_pa
     elif change == "remove a file":
         a_file.unlink()
     elif change == "ticks_per_beat":
-        cfg.ticks_per_beat = 48
+        cfg.codec.ticks_per_beat = 48
+    elif change == "controls":
+        cfg.codec.controls = [64]
+    elif change == "pitch_bend":
+        cfg.codec.pitch_bend = False
     elif change == "splits":
         cfg.splits = {"train": 0.8, "val": 0.1, "test": 0.1}
     else:
         monkeypatch.setattr(events, "CODEC_VERSION", events.CODEC_VERSION + "-changed")
     second = prepare_store(cfg)
     assert second != first and (second / store.MANIFEST).is_file() and (first / store.MANIFEST).is_file()
-    assert Store(second).manifest["settings"]["ticks_per_beat"] == cfg.ticks_per_beat
+    assert Store(second).manifest["settings"]["codec"] == events.codec_settings(**cfg.codec)
 
 
 def test_an_interrupted_prepare_leaves_no_store_that_looks_complete(corpus_dir, tmp_path, monkeypatch):
