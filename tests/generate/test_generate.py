@@ -220,10 +220,10 @@ def test_primer_equals_file_is_short_for_primer_file():
 
 def test_sampling_options_are_a_number_or_one_per_field(tmp_path):
     cfg = generate_cfg(Path("any.pt"), tmp_path, "temperature={note:0.9,velocity:0.5}", "top_k=5")
-    fields = dict(zip(events.FIELDS, settings_from(cfg, 96).fields))
+    fields = dict(zip(events.FIELDS, settings_from(cfg, events.codec_settings()).fields))
     assert (fields["note"].temperature, fields["velocity"].temperature, fields["type"].temperature) == (0.9, 0.5, 1.0)
     assert {f.top_k for f in fields.values()} == {5}
     for bad, message in (("temperature={pitch:0.9}", "'pitch' is not a field"), ("top_p=0", "top_p.type=0"),
                          ("temperature=0", "temperature.type=0")):
         with pytest.raises(ConfigError, match=message):
-            settings_from(generate_cfg(Path("any.pt"), tmp_path, bad), 96)
+            settings_from(generate_cfg(Path("any.pt"), tmp_path, bad), events.codec_settings())

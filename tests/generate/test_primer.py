@@ -92,7 +92,7 @@ def test_the_whistle_sounds_at_the_handover_and_moves_nothing_else():
     start = song[:60]
     whistle = primer.whistle_at_handover(start, song, pitch=84, seconds=0.5, ticks_per_beat=96)
     handover = int(events.grid_ticks(start)[-1])
-    bpm = float(events.bin_to_bpm((start[1, NOTE] << 7) | start[1, VELOCITY]))  # the song's one tempo, row 1
+    bpm = float(events.bpm_of(start[1]))  # the song's one tempo, row 1
     assert (whistle.tick, whistle.ticks) == (handover, round(0.5 * bpm / 60 * 96))
     written = primer.with_whistle(song, whistle)
     ticks = events.grid_ticks(written)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from midiformer.codec import events, midi
+from midiformer.codec import events, grammar, midi
 from midiformer.common import ConfigError
 from midiformer.generate import primer, sampling
 from midiformer.generate.grammar import parse_instruments
@@ -82,13 +82,16 @@ def test_every_sampled_event_is_valid(heads, primer_song, tmp_path):
     assert events.START not in types
     assert (all_rows[types == events.TIME_SHIFT, TIME] == events.MAX_TIME_SHIFT).all()
     assert (all_rows[types == events.NOTE_ON, VELOCITY] >= 1).all()
-    for kind in (events.NOTE_ON, events.NOTE_OFF, events.PROGRAM, events.TEMPO, events.TIME_SHIFT):
+    for kind in range(events.END + 1, len(events.TYPES)):  # END: these samples run to n_events
         assert (types == kind).sum() > 20, events.TYPES[kind]  # the masks leave every type possible
+    assert set(all_rows[types == events.CONTROL, INSTRUMENT].tolist()) == set(events.DEFAULT_CONTROLS)
     for i, sample in enumerate(samples):
         rows, logprobs = sampling.closed(sample)
         assert (replay(start, rows) == 0).all()  # every note closed, and only sounding notes were ended
         assert rows[-1, TYPE] == events.END and (rows[:-1, TYPE] != events.END).all()
-        assert np.isfinite(logprobs[: len(sample.rows)]).all() and (logprobs[: len(sample.rows)] < 0).all()
+        grammar.check(np.concatenate([start, rows]), song=True, controls=events.DEFAULT_CONTROLS, pitch_bend=True)
+        sampled = len(sample.rows) - (sample.rows[-1, TYPE] in (events.END, events.TIME_SHIFT))  # closed() keeps
+        assert np.isfinite(logprobs[:sampled]).all() and (logprobs[:sampled] < 0).all()
         path = tmp_path / f"{i}.mid"
         events.decode(np.concatenate([start, rows]), path)
         notes, _, stats = events.pair_notes(midi.read_midi(path))
@@ -175,3 +178,13 @@ def test_a_primer_longer_than_the_context_is_refused(primer_song):
     long_primer = primer.load_primer(primer_song, 96, n_events=CONTEXT)
     with pytest.raises(ConfigError, match="more than the context"):
         run(model, long_primer, n_events=5)
+
+
+def test_a_model_of_the_seed_codec_samples_none_of_the_new_types(primer_song):
+    model = random_model()
+    samples = run(model, primer.start_row(), n_events=300, num_samples=2, controls=(), pitch_bend=False)
+    types = np.concatenate([s.rows for s in samples])[:, TYPE]
+    assert not np.isin(types, (events.CONTROL, events.PITCH_BEND)).any() and (types == events.TEMPO).sum() > 5
+    for sample in samples:
+        rows, _ = sampling.closed(sample)
+        grammar.check(np.concatenate([primer.start_row(), rows]), song=True, controls=[], pitch_bend=False)
