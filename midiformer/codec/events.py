@@ -255,7 +255,8 @@ def _to_events(notes: np.ndarray, programs: np.ndarray, controls: np.ndarray, te
         part(len(programs), PROGRAM, channel=programs[:, 1], instrument=programs[:, 2]),
         control_rows,
     ])
-    grid_tick = np.concatenate([onset, offset, to_grid(tempos[:, 0]), to_grid(programs[:, 0]), to_grid(controls[:, 0])])
+    tempo_ticks = tempo_grid_ticks(tempos[:, 0], tempos[:, 1], messages.ticks_per_quarter, ticks_per_beat)
+    grid_tick = np.concatenate([onset, offset, tempo_ticks, to_grid(programs[:, 0]), to_grid(controls[:, 0])])
     priority = np.concatenate([np.full(n, _IN_FILE_ORDER), np.where(offset > onset, _OFF, _ZERO_LENGTH_OFF),
                                np.full(len(tempos), _TEMPO), np.full(len(programs) + len(controls), _IN_FILE_ORDER)])
     message_index = np.concatenate([notes[:, 6], notes[:, 7], tempos[:, 2], programs[:, 3], controls[:, 6]])
@@ -263,6 +264,25 @@ def _to_events(notes: np.ndarray, programs: np.ndarray, controls: np.ndarray, te
     rows, grid_tick = rows[order], grid_tick[order]
     end = max(int(to_grid(np.array([messages.end_tick]))[0]), int(grid_tick[-1]) if len(grid_tick) else 0)
     return frame_rows(rows, grid_tick, end)
+
+
+def tempo_grid_ticks(ticks: np.ndarray, tempos: np.ndarray, ticks_per_quarter: int, ticks_per_beat: int) -> np.ndarray:
+    """Grid ticks of tempo changes, each on the grid step just before or just after its exact place.
+
+    Moving a tempo change by d steps moves everything after it by d * (tempo before - tempo after) in
+    time: rounded independently, those errors add up over a song with many changes. Each change
+    takes the side that brings the error summed so far closest to zero (error diffusion), so the error
+    never grows past half a step at the largest tempo jump; the notes' own rounding is separate."""
+    grid = np.zeros(len(ticks), np.int64)
+    error, previous_tempo, previous_tick = 0.0, DEFAULT_TEMPO, 0  # error in (grid steps x us) / ticks_per_quarter
+    for i, (tick, tempo) in enumerate(zip(np.asarray(ticks).tolist(), np.asarray(tempos).tolist())):
+        floor, remainder = divmod(tick * ticks_per_beat, ticks_per_quarter)
+        jump = previous_tempo - tempo
+        choices = [(floor, -remainder * jump)] + ([(floor + 1, (ticks_per_quarter - remainder) * jump)] if remainder else [])
+        choices = [c for c in choices if c[0] >= previous_tick] or choices[-1:]  # tempo changes keep their order
+        grid[i], change = min(choices, key=lambda c: (abs(error + c[1]), -c[0] if 2 * remainder >= ticks_per_quarter else c[0]))
+        error, previous_tempo, previous_tick = error + change, tempo, grid[i]
+    return grid
 
 
 def frame_rows(rows: np.ndarray, grid_tick: np.ndarray, end_tick: int) -> np.ndarray:

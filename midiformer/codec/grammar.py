@@ -20,8 +20,9 @@ The rules (what each field holds per type: the table in events.py):
     control      the controller is one of the carried `controls` (data.codec), never 120-127
     pitch_bend   only with pitch_bend=True (data.codec)
 
-The masks below use the rules that need no codec settings (they restrict type, time, channel,
-instrument, note and velocity of note rows, START after END); the check uses them all. Every rule
+The masks below use the rules that need no codec settings (START after END, the time of time
+shifts, the note fields of note rows, the tempo's top bits, controllers below 120); the check uses
+them all (which controllers are carried, whether bends are, needs the settings). Every rule
 holds for every song the codec writes (tests check each dev file), so a likelihood that gives the
 excluded values no probability is still an exact code length, and is shorter.
 
@@ -204,10 +205,12 @@ def field_masks(inputs: torch.Tensor, targets: torch.Tensor, start: SongStart) -
     time_mask[target_type == TIME_SHIFT] = torch.arange(VOCAB["time"], device=inputs.device) == MAX_TIME_SHIFT
 
     channel_mask = torch.where(is_off.unsqueeze(-1), channel_sounds, ones("channel"))
+    channel_mask[target_type == events.TEMPO, events.TEMPO_CHANNELS:] = False  # the top 3 of 24 tempo bits
 
     program = programs.gather(2, target_channel.unsqueeze(-1))  # (B, T, 1)
     instrument_mask = torch.where(is_on.unsqueeze(-1), torch.arange(128, device=inputs.device) == program,
                                   ones("instrument"))
+    instrument_mask[target_type == events.CONTROL, 120:] = False  # channel mode messages are never carried
 
     note_mask = torch.where(is_off.unsqueeze(-1), pitches, ones("note"))
 

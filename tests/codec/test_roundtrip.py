@@ -1,6 +1,7 @@
 """encode then decode keeps every note of every dev file: pitch, velocity, channel and program exactly,
-onset and offset within half a grid step in beats and in seconds (+ 1 ms), every tempo exactly, and
-every carried control change and pitch bend: value exact, time within half a grid step."""
+onset and offset within half a grid step in beats and in seconds (+ 1 ms), every tempo value exactly
+(its time within a grid step), and every carried control change and pitch bend: value exact, time
+within half a grid step."""
 from __future__ import annotations
 
 import numpy as np
@@ -16,12 +17,15 @@ EVERY_CONTROLLER = list(range(120))  # the strongest setting: every controller a
 
 
 def seconds_tolerance(beats: np.ndarray, tempos: list) -> np.ndarray:
-    """Half a grid step at the tempo in force at each time (beats), + 1 ms: the bound on a time in seconds."""
+    """The bound on a time in seconds: 1 ms beyond the grid's own error, half a grid step at the tempo
+    in force (the slowest within one step: a tempo change off the grid lands on a step beside it)."""
     tempo_beats = np.array([t[0] for t in tempos] or [0.0])
     tempo_us = np.array([t[2] for t in tempos] or [events.DEFAULT_TEMPO])
-    index = np.searchsorted(tempo_beats, beats, side="right") - 1
-    us = np.where(index >= 0, tempo_us[np.maximum(index, 0)], events.DEFAULT_TEMPO)
-    return 0.5 / TICKS_PER_BEAT * us / 1e6 + 1e-3
+    slowest = np.zeros(len(beats))
+    for offset in (-1 / TICKS_PER_BEAT, 0.0, 1 / TICKS_PER_BEAT):
+        index = np.searchsorted(tempo_beats, beats + offset, side="right") - 1
+        slowest = np.maximum(slowest, np.where(index >= 0, tempo_us[np.maximum(index, 0)], events.DEFAULT_TEMPO))
+    return 0.5 / TICKS_PER_BEAT * slowest / 1e6 + 1e-3
 
 
 def assert_same_music(original_path, decoded_path, controls=events.DEFAULT_CONTROLS, pitch_bend=True):
@@ -32,11 +36,12 @@ def assert_same_music(original_path, decoded_path, controls=events.DEFAULT_CONTR
         a, b = np.array(notes, dtype=np.float64), np.array(decoded["notes"][key], dtype=np.float64)
         np.testing.assert_array_equal(a[:, 2:6], b[:, 2:6], err_msg=f"{original_path}: {key}")
         assert np.abs(a[:, :2] - b[:, :2]).max() <= HALF_STEP, f"{original_path}: timing in beats of {key}"
-        bound = seconds_tolerance(a[:, 0], original["tempos"])
-        assert (np.abs(a[:, 6:8] - b[:, 6:8]).max(1) <= bound).all(), f"{original_path}: timing in seconds of {key}"
+        for beats, seconds in ((0, 6), (1, 7)):  # onsets, offsets
+            bound = seconds_tolerance(a[:, beats], original["tempos"])
+            assert (np.abs(a[:, seconds] - b[:, seconds]) <= bound).all(), f"{original_path}: seconds of {key}"
     assert [t[2] for t in decoded["tempos"]] == [t[2] for t in original["tempos"]], "tempos, exactly"
     for (beat_a, _, _), (beat_b, _, _) in zip(original["tempos"], decoded["tempos"]):
-        assert abs(beat_a - beat_b) <= HALF_STEP
+        assert abs(beat_a - beat_b) < 1 / TICKS_PER_BEAT  # the grid step before or after (tempo_grid_ticks)
     carried = {key: line for key, line in original["controls"].items() if key[1] in controls}
     assert_same_timelines(original_path, carried, decoded["controls"])
     if pitch_bend:
