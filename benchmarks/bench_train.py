@@ -40,7 +40,7 @@ def model_config(preset: str, heads: str):
     cfg.norm = OmegaConf.load(CONF / "norm" / "layernorm.yaml")
     cfg.init = {"name": "pytorch"}
     cfg.heads = heads
-    cfg.ticks_per_beat = 96  # ${data.ticks_per_beat} in the apps
+    cfg.ticks_per_beat = 96  # ${data.codec.ticks_per_beat} in the apps
     return cfg
 
 

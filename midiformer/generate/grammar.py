@@ -13,6 +13,7 @@ have written:
                 control, pitch_bend: an allowed channel; tempo: 0..7 (the top bits of 24)
     instrument  note_on: its channel's program (a new instrument takes a program row first);
                 program on a melodic channel: an allowed program; control: a carried controller
+                (`controls`; None: any controller 0-119, as the grammar-masked likelihood allows)
     note        note_off: a pitch sounding on the chosen channel
     velocity    note_on: 1..127 (a MIDI note-on of velocity 0 is a note-off); tempo: never 0 us
 
@@ -55,7 +56,7 @@ class SongState:
     first row, and whether the last row was a time_shift."""
 
     def __init__(self, batch: int, ticks_per_beat: int, instruments=None, allow_end: bool = True,
-                 device: torch.device | str = "cpu", controls=events.DEFAULT_CONTROLS, pitch_bend: bool = True):
+                 device: torch.device | str = "cpu", controls=None, pitch_bend: bool = True):
         self.ticks_per_beat, self.allow_end, self.pitch_bend = ticks_per_beat, allow_end, bool(pitch_bend)
         self.sounding = torch.zeros(batch, 16, 128, dtype=torch.long, device=device)
         self.program = torch.zeros(batch, 16, dtype=torch.long, device=device)
@@ -64,8 +65,10 @@ class SongState:
         self.after_shift = torch.zeros(batch, dtype=torch.bool, device=device)
         programs, drums = parse_instruments(instruments)
         self.programs = torch.from_numpy(programs).to(device)
+        # the controllers a control row may name: the codec's (data.codec.controls), else any controller
+        # (0-119), as the grammar-masked likelihood, which knows no codec settings, allows
         self.controls = torch.zeros(128, dtype=torch.bool, device=device)
-        self.controls[list(controls)] = True
+        self.controls[list(controls) if controls is not None else slice(0, 120)] = True
         self.channels = torch.ones(16, dtype=torch.bool, device=device)  # channels a program / control may use
         self.channels[events.DRUM_CHANNEL] = drums
         self.channels[: events.DRUM_CHANNEL] = self.channels[events.DRUM_CHANNEL + 1:] = bool(programs.any())

@@ -49,7 +49,7 @@ class Settings:
     instruments: list | None = None     # programs (and 'drums') the model may use; None = all
     allow_end: bool = True              # False: END is masked, every sample runs to n_events / seconds
     ticks_per_beat: int = 96            # the codec grid the model was trained on (data.codec.ticks_per_beat)
-    controls: tuple = events.DEFAULT_CONTROLS  # the controllers its codec carried (data.codec.controls)
+    controls: tuple | None = None       # the controllers its codec carried (data.codec.controls); None: any
     pitch_bend: bool = True             # whether its codec carried pitch bends (data.codec.pitch_bend)
     fields: list[FieldSampling] = field(default_factory=lambda: [FieldSampling() for _ in events.FIELDS])
     progress: bool = False              # a tqdm bar with events/s

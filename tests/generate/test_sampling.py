@@ -72,7 +72,7 @@ def replay(start: np.ndarray, rows: np.ndarray) -> np.ndarray:
 def test_every_sampled_event_is_valid(heads, primer_song, tmp_path):
     model = random_model(heads=heads)
     start = primer.load_primer(primer_song, 96, seconds=1.0)
-    samples = run(model, start, n_events=400, num_samples=4)
+    samples = run(model, start, n_events=400, num_samples=4, controls=events.DEFAULT_CONTROLS)
     all_rows = np.concatenate([s.rows for s in samples])
     for name, column in zip(events.FIELDS, all_rows.T):
         assert column.min() >= 0 and column.max() < events.VOCAB[name]

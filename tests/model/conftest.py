@@ -37,7 +37,7 @@ def split(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def tiny_config(norm: str = "layernorm", init: str = "pytorch", **overrides):
     """cfg.model for conf/model/tiny.yaml with a norm from conf/model/norm and an init by name."""
     cfg = OmegaConf.load(CONF_DIR / "model" / "tiny.yaml")
-    cfg.ticks_per_beat = 96  # in the apps: ${data.ticks_per_beat}
+    cfg.ticks_per_beat = 96  # in the apps: ${data.codec.ticks_per_beat}
     cfg.norm = OmegaConf.load(CONF_DIR / "model" / "norm" / f"{norm}.yaml")
     cfg.init = {"name": init}
     for key, value in overrides.items():

@@ -38,7 +38,7 @@ def test_rope_needs_an_even_head_size():
 @pytest.mark.parametrize("preset", ["tiny", "small", "base"])
 def test_the_presets_are_valid(preset):
     cfg = OmegaConf.merge(tiny_config(), OmegaConf.load(CONF_DIR / "model" / f"{preset}.yaml"))
-    cfg.ticks_per_beat = 96  # ${data.ticks_per_beat} in the apps
+    cfg.ticks_per_beat = 96  # ${data.codec.ticks_per_beat} in the apps
     validate_model_config(cfg)
 
 
