@@ -2,8 +2,8 @@
 
 A primer is a cut of a MIDI file's events: from `start_seconds`, `seconds` long (or `n_events`
 rows). A cut that does not begin at the song's start gets a START row, then the tempo, programs,
-controls and pitch bends in force at the cut point (so that it plays as it did in the song), then its rows; a
-note-off whose note began before the cut is dropped.
+controls (pedals, volume, pan) and pitch bends in force at the cut point (so that it plays as it
+did in the song), then its rows; a note-off whose note began before the cut is dropped.
 
 The whistle is a short note of General MIDI program Whistle on a channel the song does not use,
 at the hand-over tick (the primer's last row). It goes into a copy of the events written to the

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from midiformer.codec import events
+from midiformer.codec import events, grammar
 from midiformer.common import ConfigError
 from midiformer.generate import primer
 from tests.train.conftest import CORPUS
@@ -103,3 +103,16 @@ def test_the_whistle_sounds_at_the_handover_and_moves_nothing_else():
     np.testing.assert_array_equal(ticks[~is_whistle], events.grid_ticks(song))
     np.testing.assert_array_equal(np.delete(written, np.nonzero(is_whistle)[0], 0)[:, [TYPE, CHANNEL, NOTE]],
                                   song[:, [TYPE, CHANNEL, NOTE]])
+
+
+def test_a_cut_restores_the_pedals_and_mix_in_force(dev_data):
+    path = dev_data / "pop909" / "pop909_001.mid"  # the piano is pedalled all through the song
+    song = events.encode(path).astype(np.int64)
+    start = primer.load_primer(path, 96, seconds=4.0, start_seconds=60.0)
+    head = start[1:np.argmax(start[:, 0] == events.NOTE_ON)]  # the state rows, before the cut's own rows
+    assert (head[:, 1] == 0).all() and events.CONTROL in head[:, 0]
+    cut_row = np.searchsorted(events.seconds_at(song), 60.0)
+    for row in head[head[:, 0] == events.CONTROL]:  # each the last value of its channel's controller
+        same = (song[:cut_row, 0] == events.CONTROL) & (song[:cut_row, 2] == row[2]) & (song[:cut_row, 3] == row[3])
+        assert song[:cut_row][same][-1, 5] == row[5]
+    grammar.check(start)  # state rows after START, then the cut: a sequence the codec could write
