@@ -99,7 +99,7 @@ def last_bpm(rows: np.ndarray, default: float | None = 120.0) -> float | None:
     tempo = np.asarray(rows)[np.asarray(rows)[:, _TYPE] == events.TEMPO]
     if not len(tempo):
         return default
-    return float(events.bin_to_bpm((int(tempo[-1, _NOTE]) << 7) | int(tempo[-1, _VELOCITY])))
+    return float(events.bpm_of(tempo[-1]))
 
 
 def instrument_class(program: int, is_drum: bool) -> str:
