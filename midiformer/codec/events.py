@@ -20,7 +20,8 @@ What each field holds, per type (a field not listed holds 0 and is masked in the
     pitch_bend  gap   MIDI channel   .                     bits 7-13 (MSB)  bits 0-6     14-bit bend, 8192 = none
 
 The tempo is MIDI's own value, microseconds per quarter note, split over four fields (the channel
-field takes the top 3 bits, 0..7): decoded files keep the original's time in seconds exactly.
+field takes the top 3 bits, 0..7), so a decoded file's time in seconds keeps only the grid's error
+(half a step at the tempo there; tempo changes off the grid: see tempo_grid_ticks).
 A control row's instrument field holds the MIDI controller number itself (64 = sustain pedal), not
 an index into the carried list, so that a row means the same under any settings and decode needs
 none. Settings (the keys of `data.codec`, taken by encode as keyword arguments):
