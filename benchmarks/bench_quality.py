@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--seed", type=int, default=0)
     add("--device", default="cpu", help="cpu | cuda (every side on it)")
     add("--matched-grid", type=int, default=MIDITOK_DEFAULT_GRID,
-        help="table (b): midiformer's data.ticks_per_beat and MidiTok's positions per beat (first 4 beats)")
+        help="table (b): midiformer's data.codec.ticks_per_beat and MidiTok's positions per beat (first 4 beats)")
     add("--matched-velocities", type=int, default=MIDITOK_DEFAULT_VELOCITIES,
         help="table (b): velocity levels of both (midiformer's data.velocity_levels, MidiTok's num_velocities)")
     add("--codecs", default="REMI,MIDILike", help="MidiTok tokenizers to compare (comma-separated)")
@@ -133,7 +133,8 @@ def prepare(args: argparse.Namespace, sides: list[dict]) -> dict:
     cache_dir = args.work_dir / "cache"
     started = time.perf_counter()
     train_cfg = {"name": "midi_dir", "root": str(args.train.resolve()), "cache_dir": str(cache_dir),
-                 "ticks_per_beat": 96, "splits": SPLITS, "num_workers": args.threads}
+                 "codec": {"ticks_per_beat": 96, "controls": [], "pitch_bend": False},  # the seed's seven types
+                 "splits": SPLITS, "num_workers": args.threads}
     store = Store(prepare_store(train_cfg))
     splits = store.manifest["splits"]
     for split in ("train", "val"):

@@ -122,7 +122,8 @@ def why_unreadable(path: Path, root: Path, relative_path: str, midiformer_settin
     except midi.MidiError as error:
         return f"midiformer's reader: {str(error).replace(f'{path}: ', '')}"
     for ticks_per_beat, velocity_levels in midiformer_settings:
-        encoded = corpus.encode_file((str(root), relative_path, ticks_per_beat, velocity_levels))
+        codec = {"ticks_per_beat": ticks_per_beat, "controls": [], "pitch_bend": False}  # as quality_sides trains
+        encoded = corpus.encode_file((str(root), relative_path, codec, velocity_levels))
         if encoded.reason is not None:
             return f"midiformer ({ticks_per_beat} steps per beat): {encoded.reason}"
     for name, tokenizer in tokenizers.items():

@@ -35,7 +35,8 @@ def midiformer_overrides(side: dict, shape: dict, train_root: Path, cache_dir: P
     levels = side["velocity_levels"]
     return [
         "data=midi_dir", f"data.root={train_root}", f"data.cache_dir={cache_dir}", "data.num_workers=1",
-        f"data.ticks_per_beat={side['ticks_per_beat']}", f"data.velocity_levels={'null' if levels is None else levels}",
+        # the seed's seven types: the information MidiTok's REMI and MIDILike carry (no pedal, no bends)
+        "data/codec=seed", f"data.codec.ticks_per_beat={side['ticks_per_beat']}", f"data.velocity_levels={'null' if levels is None else levels}",
         f"data.seq_len={shape['context']}", f"data.batch_size={shape['batch']}", f"data.eval_batch_size={shape['batch']}",
         f"model.n_layer={shape['layers']}", f"model.d_model={shape['d_model']}", f"model.n_head={shape['heads']}",
         f"model.max_seq_len={shape['context']}", f"model.dropout={shape['dropout']}",

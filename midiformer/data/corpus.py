@@ -140,11 +140,9 @@ def _counted(results: Iterator, progress: tqdm) -> Iterator:
         yield result
 
 
-def encode_file(job: tuple[str, str, dict, int | None]) -> EncodedFile:
-    """Worker: encode one file. Any error skips the file with a reason; it never stops preparation."""
-    root, relative_path, codec, velocity_levels = job
-    path = Path(root) / relative_path
-    try:
-        song, stats = events.encode_song(path, **codec)
-        song = round_velocities(song, velocity_levels)
+def encode_files(root: str | Path, files: list[str], codec: Mapping, num_workers: int | None = None,
+                 velocity_levels: int | None = None) -> Iterator[EncodedFile]:
+    """Encode files in parallel with the codec settings `codec` (the keys of data.codec), yielding
+    results in the order of `files`, so that a store does not depend on the worker count."""
+    jobs = [(str(root), relative_path, dict(codec), velocity_levels) for relative_path in files]
     return parallel_map(encode_file, jobs, num_workers, "encode", "file")
