@@ -26,7 +26,7 @@ from midiformer.generate import audio, metrics, primer, sampling
 from midiformer.generate.pianoroll import save_pianoroll
 
 SAMPLE_SEED = 0
-LOGGED = ("chord_rate", "polyphony", "scale_consistency", "groove_consistency", "median_beats_melodic",
+LOGGED = ("notes", "chord_rate", "polyphony", "scale_consistency", "groove_consistency", "median_beats_melodic",
           "median_beats_drums")
 
 
