@@ -54,6 +54,15 @@ def _submitit_env() -> DistEnv:
     return DistEnv(job.rank, job.world_size, job.local_rank, "submitit")
 
 
+def cpu_threads(configured: int | None) -> int | None:
+    """trainer.num_threads when set; else the cores SLURM gave this task (SLURM_CPUS_PER_TASK), since
+    PyTorch would take every core of the node in every rank on it; else None (PyTorch's default)."""
+    if configured:
+        return configured
+    given = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return int(given) if given.isdigit() and int(given) > 0 else None
+
+
 def check_batch_split(cfg, world_size: int) -> None:
     """Refuse, before any work, global batches the ranks cannot share evenly (one line naming the option).
 

@@ -89,8 +89,8 @@ class Trainer:
         self.cfg, self.run_dir, self.env, self.device = cfg, Path(run_dir), env, device
         self.ckpt_dir = self.run_dir / "checkpoints"
         seed_everything(cfg.seed)
-        if cfg.trainer.num_threads:
-            torch.set_num_threads(cfg.trainer.num_threads)
+        if threads := distributed.cpu_threads(cfg.trainer.num_threads):
+            torch.set_num_threads(threads)
         if cfg.trainer.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
