@@ -2,16 +2,17 @@
 
     python -m midiformer.hpo hpo.study_name=width_lr hpo.n_trials=40 trainer.max_steps=1000
     python -m midiformer.hpo hpo/pruner=hyperband hpo/space=small experiment=scalenorm
-    python -m midiformer.hpo hpo.storage=journal hpo.workers=8 hpo.executor.slurm_partition=gpu   # SLURM
+    python -m midiformer.hpo hpo.workers=8 hpo/executor=cpu hpo.executor.slurm_partition=debug   # SLURM
 
 The study folder (outputs/hpo/<study_name>/) holds the storage and one run folder per trial
-(trial_0000/, ...). hpo.n_trials is the total: rerunning the same command after a kill continues
-until the study holds n_trials finished trials (complete, pruned or failed), never more. A trial
-left RUNNING by a killed search is marked failed ("interrupted") when the search starts again, and
-counts as one of the n_trials. Workers count and ask under one lock file, so N workers never
-overshoot either. A trial that fails (a non-finite loss, out of memory, a bad combination of
-options) is recorded as failed with its reason (user attribute fail_reason) and the search goes on;
-any other error is recorded the same way, then stops the search (it is a bug, not a bad trial).
+(trial_0000/, ...). hpo.n_trials is the total: the search ends when the study holds n_trials finished
+trials (complete, pruned or failed), never more, over reruns and workers (midiformer/sweeps/trials.py).
+A trial stopped by a signal (preemption, a time limit, Ctrl-C) is not told to the study: it stays
+RUNNING, and its worker, requeued (workers are submitit Checkpointables) or rerun, resumes it from its
+checkpoint. A trial whose worker died for good is retried once its heartbeat is stale. A trial that
+fails (a non-finite loss, out of memory, a bad combination of options) is recorded as failed with its
+reason (user attribute fail_reason) and the search goes on; any other error is recorded the same way,
+then stops the search (it is a bug, not a bad trial).
 """
 from __future__ import annotations
 
@@ -22,25 +23,24 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import hydra
-import numpy as np
 import optuna
+import submitit
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from optuna.storages.journal import JournalFileOpenLock
 from optuna.trial import TrialState
 
 from midiformer.common import CONF_DIR, ConfigError, TrainingError, exit_on_user_error
-from midiformer.sweeps.study import storage_for
+from midiformer.sweeps.slurm import Request, check_request, wait_for_jobs
+from midiformer.sweeps.trials import FINISHED, INTERRUPTED, RUN_DIR, WORKER, SharedStudy  # noqa: F401
 from midiformer.train.loop import StopRun, train
 
 log = logging.getLogger("midiformer.hpo")
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-COUNTED = FINISHED + (TrialState.RUNNING,)  # a running trial will finish: it already takes its place
 TRIAL_FAILURES = (ConfigError, TrainingError, torch.OutOfMemoryError, MemoryError)
-INTERRUPTED = "interrupted: left running by a search that was killed"
+# the trial was stopped, not broken: SIGUSR2/SIGTERM handed over to submitit (which requeued the job and
+# exits), submitit refusing a requeue (too many time-outs), Ctrl-C. It stays RUNNING and resumes.
+HANDED_OVER = (SystemExit, KeyboardInterrupt, submitit.core.utils.UncompletedJobError)
 
 
 # --- the search space: conf/hpo/space/*.yaml --------------------------------------------------------
@@ -100,49 +100,6 @@ def trial_config(cfg: DictConfig, params: dict[str, Any]) -> DictConfig:
     return train_cfg
 
 
-# --- the study ------------------------------------------------------------------------------------
-
-def open_study(cfg: DictConfig, study_dir: Path, worker: int = 0) -> optuna.Study:
-    """Create or load the study. The sampler's seed depends on the worker and on the trials already in the
-    study, so that a rerun or a second worker does not propose the first trials' parameters again."""
-    storage = storage_for(cfg.hpo.storage, study_dir)
-    existing = optuna.load_study(study_name=cfg.hpo.study_name, storage=storage) \
-        if cfg.hpo.study_name in optuna.get_all_study_names(storage) else None
-    seed = int(np.random.SeedSequence([cfg.hpo.seed, worker, len(existing.trials) if existing else 0])
-               .generate_state(1)[0])
-    sampler, pruner = _build("hpo.sampler", cfg.hpo.sampler, seed=seed), _build("hpo.pruner", cfg.hpo.pruner)
-    return optuna.create_study(study_name=cfg.hpo.study_name, storage=storage, sampler=sampler, pruner=pruner,
-                               direction="minimize", load_if_exists=True)
-
-
-def _build(option: str, node: DictConfig, **kwargs: Any) -> Any:
-    try:
-        return instantiate(node, **kwargs)
-    except Exception as error:  # Hydra wraps the library's message in several lines
-        raise ConfigError(f"{option}: {str(error).splitlines()[0]}") from None
-
-
-def count(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
-    return len(study.get_trials(deepcopy=False, states=states))
-
-
-def fail_interrupted(study: optuna.Study) -> None:
-    """Trials a killed search left RUNNING will never finish: record them as failed."""
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", INTERRUPTED)  # no public API for it
-        study.tell(trial.number, state=TrialState.FAIL)
-        log.warning("trial %d was %s; recorded as failed", trial.number, INTERRUPTED)
-
-
-def next_trial(study: optuna.Study, n_trials: int, lock: JournalFileOpenLock) -> optuna.Trial | None:
-    """A new trial, or None once the study holds n_trials; atomic across workers (the lock file)."""
-    lock.acquire()
-    try:
-        return study.ask() if count(study, COUNTED) < n_trials else None
-    finally:
-        lock.release()
-
-
 # --- one trial ------------------------------------------------------------------------------------
 
 def pruning_reporter(trial: optuna.Trial):
@@ -154,19 +111,26 @@ def pruning_reporter(trial: optuna.Trial):
     return on_validation
 
 
-def run_trial(study: optuna.Study, trial: optuna.Trial, cfg: DictConfig, study_dir: Path) -> None:
-    run_dir = study_dir / f"trial_{trial.number:04d}"
-    trial.set_user_attr("run_dir", run_dir.name)  # relative: the study folder can move
+def run_trial(study: optuna.Study, trial: optuna.Trial, cfg: DictConfig, study_dir: Path, resumed: bool = False) -> None:
+    run_name = trial.user_attrs.get(RUN_DIR)  # a retry inherits the folder of the trial it replaces
+    if run_name is None:
+        run_name = f"trial_{trial.number:04d}"
+        trial.set_user_attr(RUN_DIR, run_name)  # relative: the study folder can move
     try:
-        params = suggest(trial, cfg.hpo.space)
-        log.info("trial %d: %s", trial.number, " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                                      for k, v in params.items()))
-        value = train(trial_config(cfg, params), run_dir, on_validation=pruning_reporter(trial))
+        params = suggest(trial, cfg.hpo.space)  # a resumed trial gets back the values it was given
+        again = resumed or (study_dir / run_name / "checkpoints" / "last.pt").exists()  # taken back, or a retry
+        shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+        log.info("trial %d%s: %s", trial.number, f" (resumed in {run_name})" if again else "", shown)
+        value = train(trial_config(cfg, params), study_dir / run_name, on_validation=pruning_reporter(trial))
     except StopRun:
         study.tell(trial, state=TrialState.PRUNED)
     except TRIAL_FAILURES as error:
         _fail(study, trial, error)
-    except BaseException as error:  # a bug, Ctrl-C, a signal: record it, then stop the search
+    except HANDED_OVER:
+        log.warning("trial %d stopped (%s); left running, it resumes from its checkpoint in %s", trial.number,
+                    "signal or requeue", run_name)
+        raise
+    except BaseException as error:  # a bug: record it, then stop the search
         _fail(study, trial, error)
         raise
     else:
@@ -182,50 +146,76 @@ def _fail(study: optuna.Study, trial: optuna.Trial, error: BaseException) -> Non
         torch.cuda.empty_cache()  # an out-of-memory trial must not starve the next one
 
 
-def log_progress(study: optuna.Study, n_trials: int) -> None:
-    trials = study.get_trials(deepcopy=False, states=FINISHED)
+def log_progress(shared: SharedStudy) -> None:
+    trials = shared.finished()
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = min(complete, key=lambda t: t.value) if complete else None
     by_state = {s.name.lower(): sum(t.state == s for t in trials) for s in FINISHED}
-    log.info("[%d/%d finished: %s] best %s", len(trials), n_trials,
+    log.info("[%d/%d finished: %s] best %s", len(trials), shared.n_trials,
              ", ".join(f"{n} {name}" for name, n in by_state.items()),
              f"{best.value:.4f} bits/event (trial {best.number})" if best else "-")
 
 
 # --- workers --------------------------------------------------------------------------------------
 
-def run_worker(cfg: dict | DictConfig, study_dir: str | Path, worker: int = 0) -> int:
-    """Pull trials from the study until it holds n_trials. In this process, or as a submitit job."""
+def run_worker(cfg: dict | DictConfig, study_dir: str | Path, worker: int = 0, me: str | None = None) -> int:
+    """Run trials until the study holds n_trials finished ones; returns how many this worker ran. While
+    other workers' trials run it waits (a heartbeat apart), to take over any whose worker dies."""
     if not logging.getLogger().handlers:  # a submitit job starts without Hydra's logging
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     cfg, study_dir = OmegaConf.create(cfg), Path(study_dir)
-    study = open_study(cfg, study_dir, worker)
-    lock = JournalFileOpenLock(str(study_dir / "trials"))  # trials.lock beside the storage
+    shared = SharedStudy(cfg, study_dir, worker, me)
     ran = 0
-    while (trial := next_trial(study, cfg.hpo.n_trials, lock)) is not None:
-        run_trial(study, trial, cfg, study_dir)
-        log_progress(study, cfg.hpo.n_trials)
+    while True:
+        claimed = shared.claim()
+        if claimed is None:
+            others = shared.running_elsewhere()
+            if not others:
+                return ran
+            log.info("worker %s: waiting for trial(s) %s of other workers", shared.me,
+                     ", ".join(str(t.number) for t in others))
+            time.sleep(shared.heartbeat_s)
+            continue
+        trial, resumed = claimed
+        with shared.heartbeat(trial.number):
+            run_trial(shared.study, trial, cfg, study_dir, resumed)
+        log_progress(shared)
         ran += 1
-    return ran
 
 
-def run_on_submitit(cfg: DictConfig, study_dir: Path) -> None:
-    import submitit
+class SearchWorker(submitit.helpers.Checkpointable):
+    """A worker as a submitit job. Checkpointable: at a time limit or a preemption (SIGUSR2) submitit
+    requeues the job with this same callable, whose rerun takes back the trial it was running (the job
+    id, its `worker` name, survives the requeue); a plain function would end "not checkpointable"."""
 
-    executor = submitit.AutoExecutor(folder=study_dir / "workers" / "%j", cluster=cfg.hpo.cluster)
+    def __call__(self, cfg: dict, study_dir: str, worker: int) -> int:
+        return run_worker(cfg, study_dir, worker, me=submitit.JobEnvironment().job_id)
+
+
+def run_on_submitit(cfg: DictConfig, study_dir: Path, shared: SharedStudy) -> None:
     resources = {k: v for k, v in OmegaConf.to_container(cfg.hpo.executor, resolve=True).items() if v is not None}
+    max_num_timeout = resources.pop("slurm_max_num_timeout", 20)
+    executor = submitit.AutoExecutor(folder=study_dir / "workers" / "%j", cluster=cfg.hpo.cluster,
+                                     slurm_max_num_timeout=max_num_timeout)
+    if executor.cluster == "slurm":
+        check_request(Request("hpo.executor.", cpus_per_task=resources.get("cpus_per_task"),
+                              gpus_per_node=resources.get("gpus_per_node"), mem_gb=resources.get("mem_gb"),
+                              timeout_min=resources.get("timeout_min", 60),
+                              signal_delay_s=resources.get("slurm_signal_delay_s", 90),
+                              partition=resources.get("slurm_partition")))
     executor.update_parameters(name=f"hpo-{cfg.hpo.study_name}", **resources)
     n = cfg.hpo.workers
-    jobs = executor.map_array(run_worker, [OmegaConf.to_container(cfg, resolve=True)] * n, [str(study_dir)] * n,
-                              list(range(n)))
-    log.info("%d workers submitted (%s): %s", n, executor.cluster, ", ".join(job.job_id for job in jobs))
-    study = open_study(cfg, study_dir)
-    while not all(job.done() for job in jobs):
-        time.sleep(cfg.hpo.poll_s)
-        log_progress(study, cfg.hpo.n_trials)
+    jobs = executor.map_array(SearchWorker(), [OmegaConf.to_container(cfg, resolve=True)] * n,
+                              [str(study_dir)] * n, list(range(n)))
+    log.info("%d workers submitted (%s): %s; their logs: %s", n, executor.cluster,
+             " ".join(job.job_id for job in jobs), study_dir / "workers")
+    wait_for_jobs(jobs, cfg.hpo.poll_s, on_poll=lambda: log_progress(shared))
     for job in jobs:
-        job.result()  # a worker's error comes out here, with its log's path
-    log_progress(study, cfg.hpo.n_trials)
+        try:
+            job.result()
+        except Exception as error:  # submitit's message holds the whole remote traceback
+            raise TrainingError(f"worker job {job.job_id} failed: {str(error).strip().splitlines()[-1]}; "
+                                f"its log: {job.paths.stderr}") from None
 
 
 def search(cfg: DictConfig, study_dir: str | Path) -> optuna.Study:
@@ -235,16 +225,22 @@ def search(cfg: DictConfig, study_dir: str | Path) -> optuna.Study:
     check_space(cfg)
     if not (isinstance(cfg.hpo.n_trials, int) and cfg.hpo.n_trials > 0):
         raise ConfigError(f"hpo.n_trials={cfg.hpo.n_trials!r} must be a positive integer")
-    study = open_study(cfg, study_dir)
-    fail_interrupted(study)
+    shared = SharedStudy(cfg, study_dir)
     log.info("study %s in %s: %d of %d trials finished", cfg.hpo.study_name, study_dir.resolve(),
-             count(study, FINISHED), cfg.hpo.n_trials)
+             len(shared.finished()), cfg.hpo.n_trials)
+    if shared.heartbeat_s is None:
+        log.warning("hpo/storage=%s has no heartbeats: a trial whose worker dies for good (not requeued) is "
+                    "never retried, and the study may end short of hpo.n_trials", cfg.hpo.storage.name)
     if cfg.hpo.workers:
-        run_on_submitit(cfg, study_dir)
+        run_on_submitit(cfg, study_dir, shared)
     else:
-        run_worker(cfg, study_dir)
+        run_worker(cfg, study_dir, me=shared.me)
+    log_progress(shared)
+    left = [t.number for t in shared.trials() if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    if left:
+        log.warning("trial(s) %s not finished: run the same command again to finish them", left)
     log.info("report: python -m midiformer.report %s", study_dir)
-    return study
+    return shared.study
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="hpo")

@@ -101,3 +101,75 @@ def torchrun_two(tmp_path_factory, cache_dir):  # noqa: F811
     root = tmp_path_factory.mktemp("torchrun_two")
     run(torchrun_command(root / "rank${oc.env:RANK}", cache_dir, 2))
     return root
+
+
+# --- a real SLURM cluster (../shared/tools/slurm/start; .ci/run starts it) -------------------------
+
+# .ci/run sets it: there a missing or broken cluster fails the slurm tests instead of skipping them
+REQUIRE_SLURM = os.environ.get("MIDIFORMER_REQUIRE_SLURM") == "1"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> str:
+    """The partition of a live cluster; skipped (with the reason) where there is none."""
+    import shutil
+
+    def missing(why: str):
+        if REQUIRE_SLURM:
+            pytest.fail(f"MIDIFORMER_REQUIRE_SLURM=1 but {why}", pytrace=False)
+        pytest.skip(why)
+
+    if shutil.which("sinfo") is None:
+        missing("no SLURM here: sinfo is not on PATH (../shared/tools/slurm/start starts a local cluster)")
+    done = subprocess.run(["sinfo", "-h", "-o", "%P %T %D"], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0 or "idle" not in done.stdout and "mix" not in done.stdout:
+        missing(f"sinfo finds no usable node: {(done.stdout + done.stderr).strip()[:300]}")
+    return done.stdout.split()[0].rstrip("*")
+
+
+class ReleaseRequeued:
+    """While active, starts requeued jobs at once: SLURM holds a requeued job ~2 min (reason BeginTime),
+    which would make each requeue test minutes long. Counts the releases."""
+
+    def __init__(self, poll_s: float = 1.0):
+        import threading
+
+        self.poll_s, self.released = poll_s, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            queue = subprocess.run(["squeue", "-h", "-t", "PD", "-o", "%i %r"], capture_output=True, text=True)
+            for line in queue.stdout.splitlines():
+                job_id, reason = line.split(maxsplit=1)
+                if reason.strip() == "BeginTime":
+                    subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], capture_output=True)
+                    self.released.append(job_id)
+
+    def __enter__(self) -> "ReleaseRequeued":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def slurm_train_command(sweep_dir: Path, cache: Path, *overrides: str) -> list[str]:
+    """One training job through hydra/launcher=slurm_cpu on the local cluster; its run folder is sweep_dir/0."""
+    return [sys.executable, "-m", "midiformer.train", "--multirun", "hydra/launcher=slurm_cpu",
+            f"hydra.sweep.dir={sweep_dir}", *MULTI, f"data.cache_dir={cache}", "trainer.num_threads=1", *overrides]
+
+
+def job_ids(sweep_dir: Path) -> list[str]:
+    """The job ids submitit used under sweep_dir (.submitit/<id>/ or workers/<id>/)."""
+    return sorted(p.name for folder in (sweep_dir / ".submitit", sweep_dir / "workers") if folder.is_dir()
+                  for p in folder.iterdir() if p.is_dir())
+
+
+def sacct_states(job_id: str) -> list[str]:
+    """Every state the job went through, requeues included (-D: duplicates)."""
+    done = subprocess.run(["sacct", "-D", "-X", "-n", "-P", "-j", job_id, "-o", "State"], capture_output=True,
+                          text=True)
+    return [line.split()[0] for line in done.stdout.splitlines() if line.strip()]

@@ -1,8 +1,10 @@
-"""The search: a killed study continues to exactly n_trials, pruning, failed trials, workers, its report."""
+"""The search: a killed study continues to exactly n_trials (the killed trial resumed from its checkpoint),
+pruning, failed trials, workers, stale trials retried, its report. On a real cluster: tests/scaleout/test_slurm.py."""
 from __future__ import annotations
 
 import contextlib
 import csv
+import logging
 import signal
 import subprocess
 import sys
@@ -13,11 +15,13 @@ import pytest
 from optuna.trial import TrialState
 
 from midiformer.common import ConfigError
-from midiformer.sweeps.hpo import FINISHED, INTERRUPTED, search
+from midiformer.sweeps.hpo import FINISHED, INTERRUPTED, WORKER, run_worker, search
 from midiformer.sweeps.report import make_report
 from midiformer.sweeps.runs import read_run
-from midiformer.sweeps.study import load_study, storage_for
+from midiformer.sweeps.study import load_study, open_storage, storage_at
+from midiformer.sweeps.trials import counted, retried
 from tests.conftest import REPO
+from tests.scaleout.conftest import signal_during_step
 from tests.sweeps.conftest import TINY_SPACE, hpo_config, tiny_overrides
 
 
@@ -27,7 +31,7 @@ def hpo_command(study_dir, cache_dir, *more: str) -> list[str]:
 
 
 def states(study_dir) -> list[TrialState]:
-    return [t.state for t in load_study(storage_for("sqlite", study_dir), "search").trials]
+    return [t.state for t in load_study(storage_at(study_dir), "search").trials]
 
 
 @pytest.fixture(scope="module")
@@ -42,24 +46,26 @@ def killed_and_rerun(tmp_path_factory, cache_dir):
         time.sleep(0.05)
         if study is None and (study_dir / "study.db").exists():
             with contextlib.suppress(ConfigError):  # the file is there, the study not yet
-                study = load_study(storage_for("sqlite", study_dir), "search")
+                study = load_study(storage_at(study_dir / "study.db"), "search")
     process.send_signal(signal.SIGKILL)
     process.wait()
     killed_at, after_kill = time.time(), states(study_dir)
     rerun = subprocess.run(hpo_command(study_dir, cache_dir), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    return study_dir, after_kill, killed_at
+    return study_dir, after_kill, killed_at, rerun.stdout + rerun.stderr
 
 
 def test_a_killed_search_rerun_ends_with_exactly_n_trials(killed_and_rerun):
-    study_dir, after_kill, killed_at = killed_and_rerun
+    study_dir, after_kill, killed_at, rerun_log = killed_and_rerun
     assert 2 <= sum(s in FINISHED for s in after_kill) < 4  # the kill came before the search was done
-    study = load_study(storage_for("sqlite", study_dir), "search")
+    study = load_study(storage_at(study_dir / "study.db"), "search")
     assert len(study.trials) == 4 and all(t.state in FINISHED for t in study.trials)
     assert any(t.datetime_start.timestamp() > killed_at for t in study.trials)  # the rerun trained trials
-    for trial, state_at_kill in zip(study.trials, after_kill):
-        if state_at_kill == TrialState.RUNNING:  # killed mid-trial: recorded as failed, counted
-            assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == INTERRUPTED
+    killed = [trial for trial, state in zip(study.trials, after_kill) if state == TrialState.RUNNING]
+    for trial in killed:  # killed mid-trial: the rerun (the same worker name) took it back and resumed it
+        assert trial.state in (TrialState.COMPLETE, TrialState.PRUNED), trial.user_attrs
+        assert f"trial {trial.number} (resumed in {trial.user_attrs['run_dir']})" in rerun_log
+    assert not [t for t in study.trials if t.state == TrialState.FAIL]  # nothing counted failed for a kill
     for trial in study.trials:
         if trial.state == TrialState.COMPLETE:
             run = read_run(study_dir / trial.user_attrs["run_dir"])
@@ -79,14 +85,14 @@ def test_report_of_a_study(killed_and_rerun, tmp_path):
     markdown = (tmp_path / "report.md").read_text()
     assert "## Study `search`" in markdown and markdown.count("| complete |") >= 2
     rows = list(csv.DictReader(open(tmp_path / "report.csv")))
-    complete = [t for t in load_study(storage_for("sqlite", study_dir)).trials if t.state == TrialState.COMPLETE]
+    complete = [t for t in load_study(storage_at(study_dir / "study.db")).trials if t.state == TrialState.COMPLETE]
     assert min(float(r["best_val_bits_per_event_mean"]) for r in rows) == pytest.approx(min(t.value for t in complete))
     for name in ("optimisation_history", "slices", "intermediate_values", "parameter_importances"):
         assert (tmp_path / f"study_{name}.png").stat().st_size > 1000, name
 
 
 def enqueue(study_dir, *params: dict) -> None:
-    study = optuna.create_study(study_name="search", storage=storage_for("sqlite", study_dir), direction="minimize")
+    study = optuna.create_study(study_name="search", storage=open_storage({"name": "sqlite"}, study_dir), direction="minimize")
     for values in params:
         study.enqueue_trial(values)
 
@@ -128,20 +134,69 @@ def test_a_search_space_naming_no_training_option_stops_before_any_trial(cache_d
 def test_parallel_workers_share_one_study(cache_dir, tmp_path):
     """hpo.workers=2 on submitit's local executor (SLURM's stand-in), journal storage: 3 trials in all."""
     done = subprocess.run(hpo_command(tmp_path, cache_dir, "hpo.n_trials=3", "hpo.workers=2", "hpo.cluster=local",
-                                      "hpo.storage=journal", "hpo.executor.gpus_per_node=0",
-                                      "hpo.executor.cpus_per_task=1", "hpo.poll_s=1"),
+                                      "hpo/storage=journal", "hpo/executor=cpu", "hpo.poll_s=1"),
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    study = load_study(storage_for("journal", tmp_path))
+    study = load_study(storage_at(tmp_path / "study.journal"))
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
     assert len(list((tmp_path / "workers").glob("*/*_log.out"))) == 2
     assert sorted(t.user_attrs["run_dir"] for t in study.trials) == ["trial_0000", "trial_0001", "trial_0002"]
 
 
-def test_a_trial_left_running_is_marked_interrupted_and_counted(cache_dir, tmp_path):
-    """A trial a dead process left RUNNING takes one of the n_trials places, as a failure."""
-    study = optuna.create_study(study_name="search", storage=storage_for("sqlite", tmp_path), direction="minimize")
+def test_a_trial_left_running_by_no_worker_is_marked_interrupted_and_counted(cache_dir, tmp_path):
+    """A trial RUNNING with no worker name (so no heartbeat either: it never goes stale) takes one of the
+    n_trials places, as a failure."""
+    study = optuna.create_study(study_name="search", storage=open_storage({"name": "sqlite"}, tmp_path),
+                                direction="minimize")
     study.ask()  # asked, never told: what a killed search leaves behind
     left, new = search(hpo_config(cache_dir, "hpo.n_trials=2"), tmp_path).trials
     assert (left.state, left.user_attrs["fail_reason"]) == (TrialState.FAIL, INTERRUPTED)
     assert new.state == TrialState.COMPLETE
+
+
+def stop_in_the_middle(monkeypatch, study_dir, cache_dir, me: str, *more: str) -> None:
+    """A worker named `me` whose process gets SIGTERM in step 5 of its first trial (a preemption): the
+    trial is checkpointed and left RUNNING, the worker leaves with SystemExit."""
+    signal_during_step(monkeypatch, 5, signal.SIGTERM)
+    with pytest.raises(SystemExit):
+        run_worker(hpo_config(cache_dir, "hpo.n_trials=2", "trainer.ckpt_every=0", *more), study_dir, me=me)
+    monkeypatch.undo()
+    [trial] = load_study(storage_at(study_dir / "study.db"), "search").trials
+    assert trial.state == TrialState.RUNNING and trial.user_attrs[WORKER] == me
+
+
+def test_a_requeued_worker_takes_back_its_trial_and_resumes_it(cache_dir, tmp_path, monkeypatch, caplog):
+    stop_in_the_middle(monkeypatch, tmp_path, cache_dir, "1234_0")
+    with caplog.at_level(logging.INFO):
+        run_worker(hpo_config(cache_dir, "hpo.n_trials=2", "trainer.ckpt_every=0"), tmp_path, me="1234_0")
+    first, second = load_study(storage_at(tmp_path / "study.db"), "search").trials
+    assert first.state == second.state == TrialState.COMPLETE
+    assert f"resuming from {tmp_path / 'trial_0000' / 'checkpoints' / 'last.pt'} at step 5" in caplog.text
+    assert read_run(tmp_path / "trial_0000").summary["steps"] == 6
+
+
+def test_a_trial_whose_worker_died_goes_stale_and_its_retry_resumes_it(cache_dir, tmp_path, monkeypatch, caplog):
+    """Heartbeats every second, stale after 2 s: the dead worker's trial is failed and retried by another
+    worker; the retry resumes in the same run folder, and the failed original does not count."""
+    beats = ["hpo.storage.heartbeat_interval_s=1", "hpo.storage.grace_period_s=2"]
+    stop_in_the_middle(monkeypatch, tmp_path, cache_dir, "gone_0", *beats)
+    time.sleep(3)
+    with caplog.at_level(logging.INFO):
+        study = search(hpo_config(cache_dir, "hpo.n_trials=2", "trainer.ckpt_every=0", *beats), tmp_path)
+    dead, *others = study.trials
+    assert dead.state == TrialState.FAIL and retried(study.trials) == {dead.number}
+    assert [t.state for t in counted(study.trials, FINISHED)] == [TrialState.COMPLETE] * 2
+    [retry] = [t for t in others if t.user_attrs["run_dir"] == "trial_0000"]
+    assert retry.params == dead.params and retry.user_attrs[WORKER] != "gone_0"
+    assert f"resuming from {tmp_path / 'trial_0000' / 'checkpoints' / 'last.pt'} at step 5" in caplog.text
+
+
+def test_the_storage_is_chosen_by_its_group(cache_dir, tmp_path):
+    assert isinstance(open_storage(hpo_config(cache_dir, "hpo/storage=journal").hpo.storage, tmp_path),
+                      optuna.storages.JournalStorage)
+    with pytest.raises(ConfigError, match=r"^hpo.storage.url=None must be a database URL"):
+        open_storage({"name": "url"}, tmp_path)
+    with pytest.raises(ConfigError, match=r"^hpo/storage='redis' is unknown; choose one of: journal, sqlite, url"):
+        open_storage({"name": "redis"}, tmp_path)
+    with pytest.raises(ConfigError, match=r"grace_period_s=1 must be an integer above"):
+        open_storage({"name": "sqlite", "heartbeat_interval_s": 1, "grace_period_s": 1}, tmp_path)

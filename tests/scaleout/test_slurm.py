@@ -1,0 +1,161 @@
+"""On a real SLURM cluster (../shared/tools/slurm/start: two nodes n1, n2 of partition debug, no GPUs):
+hydra/launcher=slurm_cpu trains like one process, a SIGUSR2 requeue and a 1-minute time limit resume,
+and a search with workers that are requeued mid-trial ends with exactly n_trials, none failed for it.
+
+Skipped where sinfo is absent; .ci/run starts the cluster and sets MIDIFORMER_REQUIRE_SLURM=1, so
+there a cluster that did not start fails these tests."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from midiformer.sweeps.study import load_study, storage_at
+from midiformer.sweeps.trials import counted, retried
+from midiformer.train.metrics import read_metrics
+from tests.conftest import REPO
+from tests.scaleout.conftest import (
+    ENV,
+    ReleaseRequeued,
+    job_ids,
+    losses,
+    run,
+    sacct_states,
+    slurm_cluster,  # noqa: F401 - a fixture
+    slurm_train_command,
+    weights,
+)
+from tests.scaleout.test_world_sizes import assert_same_training
+from tests.sweeps.conftest import TINY_SPACE, tiny_overrides
+
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
+
+
+def wait_until(condition, process: subprocess.Popen, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        if process.poll() is not None:
+            raise AssertionError(f"the command ended before {what}: {process.stderr.read()[-3000:]}")
+        time.sleep(0.1)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+def reached_step(run_dir: Path, step: int) -> bool:
+    return (run_dir / "metrics.jsonl").exists() and any(m["step"] >= step for m in read_metrics(run_dir))
+
+
+@pytest.fixture(scope="module")
+def two_nodes(slurm_cluster, tmp_path_factory, cache_dir):  # noqa: F811
+    """MULTI as one job of 2 nodes x 1 task (a 2-rank gloo group over n1 and n2)."""
+    sweep = tmp_path_factory.mktemp("two_nodes")
+    result = run(slurm_train_command(sweep, cache_dir, "hydra.launcher.nodes=2"), timeout=600)
+    return sweep, result
+
+
+def test_two_nodes_one_task_each_train_like_one_process(two_nodes, one_process):
+    sweep, result = two_nodes
+    run_dir = sweep / "0"
+    assert_same_training(run_dir, one_process)
+    assert json.loads((run_dir / "summary.json").read_text())["world_size"] == 2
+    [job] = job_ids(sweep)
+    assert "n[1-2]" in subprocess.run(["sacct", "-X", "-n", "-j", job, "-o", "NodeList"], capture_output=True,
+                                      text=True).stdout
+    # rank 1 wrote nothing into the run folder; its log is submitit's file of task 1
+    logs = [p for p in run_dir.glob("*.log")]
+    assert len(logs) == 1 and logs[0].read_text().count("reusing the prepared store") <= 1
+    rank1 = (sweep / ".submitit" / job / f"{job}_1_log.out").read_text()
+    assert "global_rank=1(2)" in rank1 and "the prepared store" in rank1
+    assert "Job completed successfully" in rank1
+
+
+def test_sigusr2_requeues_the_job_and_it_resumes_bitwise(slurm_cluster, two_nodes, tmp_path, cache_dir):  # noqa: F811
+    """scancel --signal=USR2 (what a preemption with send_user_signal, or the time-limit warning, sends):
+    rank 0 checkpoints, submitit requeues the job, the requeued job resumes to the uninterrupted weights."""
+    process = subprocess.Popen(slurm_train_command(tmp_path, cache_dir, "hydra.launcher.nodes=2"), cwd=REPO,
+                               env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    run_dir = tmp_path / "0"
+    with ReleaseRequeued() as release:
+        wait_until(lambda: reached_step(run_dir, 2), process, 300, "step 2")
+        [job] = job_ids(tmp_path)
+        subprocess.run(["scancel", "--signal=USR2", job], check=True)
+        _, stderr = process.communicate(timeout=400)
+    assert process.returncode == 0, stderr[-3000:]
+    assert job in release.released, "the job was never requeued"
+    assert "REQUEUED" in sacct_states(job) or len(sacct_states(job)) >= 2
+    rank0 = (tmp_path / ".submitit" / job / f"{job}_0_log.out").read_text()
+    stopped_at = int(rank0.split("stopped by signal SIGUSR2 at step ")[1].split(";")[0])
+    assert 2 <= stopped_at < 30
+    assert f"resuming from {run_dir / 'checkpoints' / 'last.pt'} at step {stopped_at}" in rank0
+    reference = two_nodes[0] / "0"
+    a, b = weights(reference), weights(run_dir)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert losses(run_dir) == losses(reference)
+
+
+def test_a_one_minute_time_limit_requeues_and_the_run_finishes(slurm_cluster, tmp_path, cache_dir):  # noqa: F811
+    """timeout_min=1, signal_delay_s=30: SIGUSR2 after ~30 s of each allocation; a run of ~2 minutes of
+    steps goes through requeues (each a time-out for submitit) and finishes where it should."""
+    steps = 3000
+    command = slurm_train_command(tmp_path, cache_dir, "hydra.launcher.timeout_min=1",
+                                  "hydra.launcher.signal_delay_s=30", f"trainer.max_steps={steps}",
+                                  "trainer.val_every=1000", "trainer.ckpt_every=1000", "trainer.log_every=100")
+    with ReleaseRequeued() as release:
+        result = run(command, timeout=900)
+    [job] = job_ids(tmp_path)
+    rank0 = (tmp_path / ".submitit" / job / f"{job}_0_log.out").read_text()
+    assert "this job is timed-out" in rank0 and "Requeued job" in rank0, result.stderr[-2000:]
+    assert job in release.released
+    assert "resuming from" in rank0
+    summary = json.loads((tmp_path / "0" / "summary.json").read_text())
+    assert (summary["status"], summary["steps"]) == ("finished", steps)
+
+
+def test_a_search_whose_workers_are_requeued_mid_trial_ends_with_exactly_n_trials(slurm_cluster, tmp_path,  # noqa: F811
+                                                                                    cache_dir):
+    """2 workers (a job array) with a 1-minute time limit (each allocation ends with SIGUSR2 after
+    ~30 s), and worker 0 also requeued by `scontrol requeue` (SIGTERM, what a REQUEUE preemption does)
+    in its first trial. The stopped trials resume from their checkpoints in their own folders; the study
+    ends with exactly 4 finished trials and none failed."""
+    n_trials = 4
+    command = [sys.executable, "-m", "midiformer.hpo", *tiny_overrides(cache_dir, *TINY_SPACE),
+               f"hpo.n_trials={n_trials}", "hpo.workers=2", "hpo.cluster=slurm", "hpo/executor=cpu",
+               f"hpo.executor.slurm_partition={slurm_cluster}", "hpo.executor.timeout_min=1",
+               "hpo.executor.slurm_signal_delay_s=30", "hpo.storage.heartbeat_interval_s=2",
+               "hpo.storage.grace_period_s=600", "hpo/pruner=none", "hpo.poll_s=2", "trainer.max_steps=900",
+               "trainer.val_every=300", "trainer.ckpt_every=100", "trainer.log_every=100",
+               f"hydra.run.dir={tmp_path}"]
+    process = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    with ReleaseRequeued() as release:
+        first = tmp_path / "trial_0000"
+        wait_until(lambda: reached_step(first, 100) or reached_step(tmp_path / "trial_0001", 100), process, 300,
+                   "a first trial at step 100")
+        worker0 = next(j for j in job_ids(tmp_path) if j.endswith("_0"))
+        subprocess.run(["scontrol", "requeue", worker0], check=True)
+        stdout, stderr = process.communicate(timeout=1200)
+    assert process.returncode == 0, (stdout + stderr)[-3000:]
+
+    study = load_study(storage_at(tmp_path / "study.db"), "search")
+    trials = study.trials
+    finished = counted(trials, (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+    assert len(finished) == n_trials and not retried(trials), [(t.number, t.state) for t in trials]
+    assert [t.state for t in finished] == [TrialState.COMPLETE] * n_trials
+    assert len(trials) == n_trials  # no retry was needed: each stopped trial was taken back by its worker
+
+    worker_logs = "".join(p.read_text() for p in (tmp_path / "workers").glob("*/*_0_log.*"))
+    assert "(resumed in trial_" in worker_logs, "no trial was stopped and resumed"
+    assert "this job is timed-out" in worker_logs  # the time limit hit a worker
+    assert {j.split("_")[0] for j in release.released} and any(len(sacct_states(j)) >= 2 for j in job_ids(tmp_path))
+    for trial in finished:
+        summary = json.loads((tmp_path / trial.user_attrs["run_dir"] / "summary.json").read_text())
+        assert (summary["status"], summary["steps"]) == ("finished", 900)
+        assert summary["best_val_bits_per_event"] == pytest.approx(trial.value)
