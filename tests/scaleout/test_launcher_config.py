@@ -49,6 +49,16 @@ def test_slurm_cpu_launcher_asks_for_no_gpu_and_a_small_node():
     assert launcher.max_num_timeout > 0 and launcher.additional_parameters.requeue is True
 
 
+def test_cfg_hydra_on_the_command_line_shows_the_slurm_launcher():
+    result = subprocess.run([sys.executable, "-m", "midiformer.train", "hydra/launcher=slurm",
+                             "hydra.launcher.nodes=2", "--cfg", "hydra"],
+                            cwd=REPO, env=ENV, capture_output=True, text=True, check=True)
+    launcher = yaml.safe_load(result.stdout)["hydra"]["launcher"]
+    assert launcher["_target_"] == f"{PLUGIN}.SlurmLauncher"
+    assert launcher["nodes"] == 2 and launcher["tasks_per_node"] == launcher["gpus_per_node"] == 8
+    assert launcher["max_num_timeout"] > 0 and launcher["signal_delay_s"] == 120
+
+
 def stand_in_sbatch(tmp_path):
     """(environment, script path): an sbatch that keeps the script it is given and refuses it, and an srun
     so that submitit believes it is on SLURM, first on PATH."""
