@@ -71,6 +71,8 @@ class _Checked:
         jobs = executor.map_array(self, *zip(*job_params))
         log.info("submitted: %s (follow: squeue --me; logs: %s)", " ".join(j.job_id for j in jobs),
                  params["submitit_folder"].replace("%j", "<job id>"))
+        log.info("to resume these runs after a cancel or a crash: the same command with hydra.sweep.dir=%s",
+                 sweep_dir)
         try:
             wait_for_jobs(jobs, poll_s=POLL_S, grace_s=LOST_AFTER_S)
         except TrainingError as error:

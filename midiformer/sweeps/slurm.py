@@ -72,8 +72,11 @@ def check_request(request: Request, nodes: list[Node] | None = None) -> None:
     if request.signal_delay_s >= request.timeout_min * 60:
         raise ConfigError(f"{p}signal_delay_s={request.signal_delay_s} must be below {p}timeout_min="
                           f"{request.timeout_min} x 60 s: SIGUSR2 would come at once, and every job would requeue")
-    if request.timeout_min * 60 - request.signal_delay_s < 60:
-        log.warning("%ssignal_delay_s=%d leaves under a minute of work per allocation", p, request.signal_delay_s)
+    if request.timeout_min * 60 - request.signal_delay_s < 60 + 30:
+        # sbatch(1): "the signal may be sent up to 60 seconds earlier than specified"; a job needs ~30 s to
+        # start Python and submitit's handlers, and a signal before them kills it unrequeued
+        log.warning("%ssignal_delay_s=%d with timeout_min=%d: SLURM may send SIGUSR2 up to 60 s early, possibly "
+                    "before the job's handlers exist", p, request.signal_delay_s, request.timeout_min)
     if nodes is None:
         nodes = partition_nodes(request.partition)
     if not nodes:  # no sinfo (not on a cluster) or an unknown partition: sbatch gives its own error

@@ -12,6 +12,7 @@ so N workers never overshoot.
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import threading
 import warnings
@@ -110,7 +111,10 @@ class SharedStudy:
 
     def claim(self) -> tuple[optuna.Trial, bool] | None:
         """(trial, resumed): this worker's own RUNNING trial, else a retry or a new trial while the study
-        holds fewer than n_trials; None when there is nothing left for this worker to start."""
+        holds fewer than n_trials; None when there is nothing left for this worker to start. SIGUSR2 and
+        SIGTERM wait until the claim is recorded: a trial asked for but not yet named would be an orphan."""
+        blocked = {signal.SIGUSR2, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
         self.lock.acquire()
         try:
             fail_stale_trials(self.study)
@@ -132,6 +136,7 @@ class SharedStudy:
             return trial, resumed
         finally:
             self.lock.release()
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
 
     def _fail_orphans(self) -> None:
         """RUNNING trials no worker of ours asked for (a killed search of an older version, a notebook's

@@ -102,12 +102,13 @@ def test_sigusr2_requeues_the_job_and_it_resumes_bitwise(slurm_cluster, two_node
 
 
 def test_a_one_minute_time_limit_requeues_and_the_run_finishes(slurm_cluster, tmp_path, cache_dir):  # noqa: F811
-    """timeout_min=1, signal_delay_s=30: SIGUSR2 after ~30 s of each allocation; a run of ~2 minutes of
-    steps goes through requeues (each a time-out for submitit) and finishes where it should."""
-    steps = 3000
+    """timeout_min=1, signal_delay_s=15: SIGUSR2 15-45 s into each allocation (SLURM sends it up to 60 s
+    early, by its timer's resolution); a run of a few allocations of steps goes through requeues (each a
+    time-out for submitit) and finishes where it should."""
+    steps = 1500
     command = slurm_train_command(tmp_path, cache_dir, "hydra.launcher.timeout_min=1",
-                                  "hydra.launcher.signal_delay_s=30", f"trainer.max_steps={steps}",
-                                  "trainer.val_every=1000", "trainer.ckpt_every=1000", "trainer.log_every=100")
+                                  "hydra.launcher.signal_delay_s=15", f"trainer.max_steps={steps}",
+                                  "trainer.val_every=500", "trainer.ckpt_every=500", "trainer.log_every=100")
     with ReleaseRequeued() as release:
         result = run(command, timeout=900)
     [job] = job_ids(tmp_path)
@@ -121,16 +122,16 @@ def test_a_one_minute_time_limit_requeues_and_the_run_finishes(slurm_cluster, tm
 
 def test_a_search_whose_workers_are_requeued_mid_trial_ends_with_exactly_n_trials(slurm_cluster, tmp_path,  # noqa: F811
                                                                                     cache_dir):
-    """2 workers (a job array) with a 1-minute time limit (each allocation ends with SIGUSR2 after
-    ~30 s), and worker 0 also requeued by `scontrol requeue` (SIGTERM, what a REQUEUE preemption does)
-    in its first trial. The stopped trials resume from their checkpoints in their own folders; the study
+    """2 workers (a job array) with a 2-minute time limit (SIGUSR2 60-90 s into each allocation), and
+    worker 0 also requeued by `scontrol requeue` (SIGTERM, what a REQUEUE preemption does) in its first
+    trial. The stopped trials resume from their checkpoints in their own folders; the study
     ends with exactly 4 finished trials and none failed."""
     n_trials = 4
     command = [sys.executable, "-m", "midiformer.hpo", *tiny_overrides(cache_dir, *TINY_SPACE),
                f"hpo.n_trials={n_trials}", "hpo.workers=2", "hpo.cluster=slurm", "hpo/executor=cpu",
-               f"hpo.executor.slurm_partition={slurm_cluster}", "hpo.executor.timeout_min=1",
+               f"hpo.executor.slurm_partition={slurm_cluster}", "hpo.executor.timeout_min=2",
                "hpo.executor.slurm_signal_delay_s=30", "hpo.storage.heartbeat_interval_s=2",
-               "hpo.storage.grace_period_s=600", "hpo/pruner=none", "hpo.poll_s=2", "trainer.max_steps=900",
+               "hpo.storage.grace_period_s=600", "hpo/pruner=none", "hpo.poll_s=2", "trainer.max_steps=1500",
                "trainer.val_every=300", "trainer.ckpt_every=100", "trainer.log_every=100",
                f"hydra.run.dir={tmp_path}"]
     process = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -157,5 +158,47 @@ def test_a_search_whose_workers_are_requeued_mid_trial_ends_with_exactly_n_trial
     assert {j.split("_")[0] for j in release.released} and any(len(sacct_states(j)) >= 2 for j in job_ids(tmp_path))
     for trial in finished:
         summary = json.loads((tmp_path / trial.user_attrs["run_dir"] / "summary.json").read_text())
-        assert (summary["status"], summary["steps"]) == ("finished", 900)
+        assert (summary["status"], summary["steps"]) == ("finished", 1500)
         assert summary["best_val_bits_per_event"] == pytest.approx(trial.value)
+
+
+@pytest.mark.parametrize("command, message", [
+    (["midiformer.train", "--multirun", "hydra/launcher=slurm"],
+     "error: hydra.launcher.gpus_per_node=8: the default partition has no GPUs"),
+    (["midiformer.train", "--multirun", "hydra/launcher=slurm_cpu", "hydra.launcher.cpus_per_task=64"],
+     "error: hydra.launcher.nodes=1 x tasks_per_node=1 x cpus_per_task=64"),
+    (["midiformer.hpo", "hpo.workers=1", "hpo.cluster=slurm", "hpo/executor=gpu"],
+     "error: hpo.executor.gpus_per_node=1: the default partition has no GPUs"),
+], ids=["gpu-preset-on-cpus", "more-cpus-than-a-node", "gpu-workers-on-cpus"])
+def test_a_request_the_cluster_cannot_run_is_refused_before_sbatch(slurm_cluster, tmp_path, command,  # noqa: F811
+                                                                 message):
+    before = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
+    result = subprocess.run([sys.executable, "-m", *command, f"hydra.sweep.dir={tmp_path}",
+                             f"hydra.run.dir={tmp_path}"], cwd=REPO, env=ENV, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith(message)
+    after = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
+    assert set(after) <= set(before) and not job_ids(tmp_path)  # nothing submitted
+
+
+def test_a_job_cancelled_without_a_result_ends_the_wait(slurm_cluster, tmp_path, monkeypatch):  # noqa: F811
+    """Without accounting submitit never learns that a cancelled job ended (sacct is how it asks): the wait
+    finds it in squeue's ended jobs and stops, naming the job and its log."""
+    import submitit
+
+    from midiformer.common import TrainingError
+    from midiformer.sweeps.slurm import wait_for_jobs
+
+    executor = submitit.AutoExecutor(folder=tmp_path / "%j", cluster="slurm")
+    executor.update_parameters(timeout_min=5, cpus_per_task=1, mem_gb=1, slurm_partition=slurm_cluster)
+    job = executor.submit(time.sleep, 300)
+    deadline = time.time() + 120
+    while job.state != "RUNNING" and time.time() < deadline:
+        time.sleep(1)
+    subprocess.run(["scancel", job.job_id], check=True)
+    monkeypatch.setattr(type(job), "done", lambda self, force_check=False: False)  # as without sacct
+    with pytest.raises(TrainingError) as error:
+        wait_for_jobs([job], poll_s=0.5, grace_s=1)
+    message = str(error.value)
+    assert message.startswith(f"job {job.job_id} cancelled without a result") and str(job.paths.stdout) in message
