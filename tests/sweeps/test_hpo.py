@@ -200,3 +200,11 @@ def test_the_storage_is_chosen_by_its_group(cache_dir, tmp_path):
         open_storage({"name": "redis"}, tmp_path)
     with pytest.raises(ConfigError, match=r"grace_period_s=1 must be an integer above"):
         open_storage({"name": "sqlite", "heartbeat_interval_s": 1, "grace_period_s": 1}, tmp_path)
+
+
+def test_worker_resources_come_from_the_executor_group(cache_dir):
+    cpu = hpo_config(cache_dir, "hpo/executor=cpu").hpo.executor
+    assert (cpu.gpus_per_node, cpu.cpus_per_task, cpu.mem_gb) == (0, 1, 4)
+    assert 0 < cpu.slurm_signal_delay_s < cpu.timeout_min * 60 and cpu.slurm_additional_parameters.requeue
+    gpu = hpo_config(cache_dir).hpo.executor
+    assert gpu.gpus_per_node == 1 and gpu.slurm_max_num_timeout > 0
