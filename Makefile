@@ -16,7 +16,9 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)" $(TORCH_INDEX)
-	$(PY) -m pip install -q -e ".[dev,bench]"
+	# compat: the repo root on sys.path, so that Hydra finds hydra_plugins/midiformer_launchers (a namespace
+	# package, which a strict editable install hides from Hydra's plugin scan)
+	$(PY) -m pip install -q -e ".[dev,bench]" --config-settings editable_mode=compat
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install midiformer (editable) with pinned dependencies
