@@ -78,7 +78,15 @@ class _Checked:
         except TrainingError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(1)
-        return [job.results()[0] for job in jobs]
+        returns = [job.results()[0] for job in jobs]  # every task returns; task 0's is the run's
+        for idx, (job, ret) in enumerate(zip(jobs, returns), start=initial_job_idx):
+            try:
+                outcome = f"returned {ret.return_value!r}"  # train: the best validation bits/event
+            except Exception as error:  # the job's own exception, raised again by Hydra after this
+                outcome = f"failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            folder = OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir", default="?") if ret.hydra_cfg else "?"
+            log.info("#%d (job %s) %s; run folder %s", idx, job.job_id, outcome, folder)
+        return returns
 
 
 class SlurmLauncher(_Checked, submitit_launcher.SlurmLauncher):
