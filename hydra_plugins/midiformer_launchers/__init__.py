@@ -56,8 +56,8 @@ class _Checked:
             sys.exit(2)
         params = dict(self.params)
         init_keys = {"submitit_folder", "max_num_timeout"}
-        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, folder=params["submitit_folder"],
-                                         **{f"{self._EXECUTOR}_max_num_timeout": params["max_num_timeout"]})
+        init = {f"{self._EXECUTOR}_{k}": params[k] for k in init_keys - {"submitit_folder"} if k in params}
+        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, folder=params["submitit_folder"], **init)
         base = set(OmegaConf.structured(BaseQueueConf).keys())
         executor.update_parameters(**{k if k in base else f"{self._EXECUTOR}_{k}": v
                                       for k, v in params.items() if k not in init_keys})
