@@ -127,8 +127,8 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, cfg: DictConfig, study_d
     except TRIAL_FAILURES as error:
         _fail(study, trial, error)
     except HANDED_OVER:
-        log.warning("trial %d stopped (%s); left running, it resumes from its checkpoint in %s", trial.number,
-                    "signal or requeue", run_name)
+        log.warning("trial %d stopped by a signal; left running: its worker, requeued or rerun, resumes it "
+                    "from its checkpoint in %s", trial.number, run_name)
         raise
     except BaseException as error:  # a bug: record it, then stop the search
         _fail(study, trial, error)
