@@ -104,37 +104,53 @@ def queue_states(job_ids: Sequence[str]) -> dict[str, tuple[str, str]] | None:
     """{job id: (state, reason)} from squeue, which knows ended jobs for MinJobAge; None without squeue."""
     if not job_ids or shutil.which("squeue") is None:
         return None
-    done = subprocess.run(["squeue", "-h", "-t", "all", "-j", ",".join(job_ids), "-o", "%i|%T|%r"],
+    # -r: one line per array task, also while the tasks of an array still pend as one line (12_[0-3])
+    done = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-j", ",".join(job_ids), "-o", "%i|%T|%r"],
                           capture_output=True, text=True, timeout=60)
     if done.returncode != 0 and "Invalid job id" not in done.stderr:
         return None
     states = {}
-    for line in done.stdout.split():
-        job_id, state, reason = line.split("|", 2)
+    for line in done.stdout.splitlines():
+        if line.count("|") < 2:
+            continue
+        job_id, state, reason = line.strip().split("|", 2)
         states[job_id] = (state, reason)
     return states
 
 
+# squeue states of a job SLURM is still running or will run (a requeued one included)
+ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING",
+          "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT"}
+
+
 class JobWatch:
-    """Follows submitit jobs; `lost()` names jobs that ended (or will never start) without a result."""
+    """Follows submitit jobs. A job is pending while submitit has no final result for it or SLURM still
+    runs it (a job requeued after writing a result runs again); `lost()` names jobs that ended, or will
+    never start, without a result."""
 
     def __init__(self, jobs: Sequence, grace_s: float = 60.0):
         self.jobs, self.grace_s = list(jobs), grace_s
         self._gone_since: dict[str, float] = {}
+        self._states: dict[str, tuple[str, str]] | None = None  # None: squeue did not answer
 
-    def pending(self) -> list:
-        return [job for job in self.jobs if not job.done()]
-
-    def lost(self) -> list[tuple[object, str]]:
+    def _slurm_jobs(self) -> list:
         from submitit import SlurmJob
 
-        slurm_jobs = [job for job in self.pending() if isinstance(job, SlurmJob)]  # local jobs end as processes
-        states = queue_states([job.job_id for job in slurm_jobs])
-        if states is None:
+        return [job for job in self.jobs if isinstance(job, SlurmJob)]  # local jobs end as processes
+
+    def refresh(self) -> None:
+        self._states = queue_states([job.job_id for job in self._slurm_jobs()])
+
+    def pending(self) -> list:
+        states = self._states or {}
+        return [job for job in self.jobs if not job.done() or states.get(job.job_id, ("",))[0] in ACTIVE]
+
+    def lost(self) -> list[tuple[object, str]]:
+        if self._states is None:  # no squeue, or it failed this time: nothing is known to be lost
             return []
         now, lost = time.time(), []
-        for job in slurm_jobs:
-            state, reason = states.get(job.job_id, ("GONE", ""))
+        for job in self._slurm_jobs():
+            state, reason = self._states.get(job.job_id, ("GONE", ""))
             if state == "PENDING" and reason in NEVER_STARTS:
                 lost.append((job, f"pending for good ({reason}): no node of the partition can run it"))
                 continue
@@ -151,9 +167,11 @@ def wait_for_jobs(jobs: Sequence, poll_s: float, on_poll: Callable[[], None] = l
                   grace_s: float = 60.0) -> None:
     """Until every job is done; a job gone without a result ends the wait with one line naming its log."""
     watch = JobWatch(jobs, grace_s)
+    watch.refresh()
     while watch.pending():
         time.sleep(poll_s)
         on_poll()
+        watch.refresh()
         lost = watch.lost()
         if lost:
             job, why = lost[0]

@@ -10,13 +10,14 @@ import json
 import math
 
 from midiformer import provenance
+from midiformer.train.metrics import read_metrics
 from midiformer.train.throughput import Throughput, parse_max_time, process_started_at
 
 
 def write_summary(trainer, status: str, last_val: dict, baseline: dict, meter: Throughput,
                   first_step_at: float | None) -> None:
     """summary.json of the run folder (rank 0): what tools read instead of the trainer."""
-    metrics = [json.loads(line) for line in (trainer.run_dir / "metrics.jsonl").read_text().splitlines()]
+    metrics = read_metrics(trainer.run_dir)  # none yet when a signal stops the run before its first log line
     train_losses = [m["train/loss"] for m in metrics if "train/loss" in m]
     swa_values = [m["val/swa/bits_per_event"] for m in metrics if "val/swa/bits_per_event" in m]
     speed = meter.totals()  # of this session's steps (a resumed run: since it resumed)

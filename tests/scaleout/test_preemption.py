@@ -42,3 +42,15 @@ def test_signal_during_a_step_checkpoints_exits_and_resumes_exactly(tiny_cfg, tm
     for name in a:
         assert torch.equal(a[name], b[name]), name
     assert losses(tmp_path) == losses(uninterrupted)
+
+
+def test_a_signal_before_the_first_metrics_line_still_checkpoints(tiny_cfg, tmp_path, monkeypatch):
+    """A preemption in step 1 of a run that logs every 100 steps: no metrics line yet, summary and last.pt
+    written all the same (a search's trial stopped this early must not fail)."""
+    signal_during_step(monkeypatch, 1, signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped:
+        train(tiny_cfg("trainer.log_every=100", *STEPS), tmp_path)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["status"], summary["steps"], summary["final_train_loss"]) == ("preempted", 1, None)
+    assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["step"] == 1
