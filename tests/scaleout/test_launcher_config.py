@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from tests.conftest import REPO
@@ -49,6 +50,7 @@ def test_slurm_cpu_launcher_asks_for_no_gpu_and_a_small_node():
     assert launcher.max_num_timeout > 0 and launcher.additional_parameters.requeue is True
 
 
+@pytest.mark.slow
 def test_cfg_hydra_on_the_command_line_shows_the_slurm_launcher():
     result = subprocess.run([sys.executable, "-m", "midiformer.train", "hydra/launcher=slurm",
                              "hydra.launcher.nodes=2", "--cfg", "hydra"],
@@ -71,6 +73,7 @@ def stand_in_sbatch(tmp_path):
     return {**ENV, "PATH": f"{bin_dir}{os.pathsep}{ENV['PATH']}"}, script
 
 
+@pytest.mark.slow
 def test_a_signal_delay_at_or_above_the_time_limit_is_refused_before_sbatch(tmp_path):
     env, script = stand_in_sbatch(tmp_path)
     result = subprocess.run([sys.executable, "-m", "midiformer.train", "--multirun", "hydra/launcher=slurm_cpu",
@@ -81,6 +84,7 @@ def test_a_signal_delay_at_or_above_the_time_limit_is_refused_before_sbatch(tmp_
     assert line.startswith("error: hydra.launcher.signal_delay_s=60 must be below hydra.launcher.timeout_min=1")
 
 
+@pytest.mark.slow
 def test_multirun_on_slurm_submits_the_expected_sbatch_script(tmp_path):
     """The whole launcher path up to sbatch (a partition that no sinfo knows: nothing to check it against)."""
     env, script = stand_in_sbatch(tmp_path)

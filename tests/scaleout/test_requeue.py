@@ -10,12 +10,14 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from midiformer.train.metrics import read_metrics
 from tests.conftest import REPO
 from tests.scaleout.conftest import ENV, local_launcher_command, losses, weights
 
+pytestmark = pytest.mark.slow  # subprocesses: torchrun, submitit's local executor
 
 def task_pid(sweep_dir: Path, rank: int) -> int | None:
     """The process of task `rank` of the job in sweep_dir (submitit.core._submit, started by the executor)."""

@@ -25,6 +25,7 @@ from tests.scaleout.conftest import (
 )
 from tests.train.conftest import compose_config
 
+pytestmark = pytest.mark.slow  # subprocesses: torchrun, submitit's local executor
 
 def assert_same_training(run_dir, reference):
     ours, theirs = read_metrics(run_dir), read_metrics(reference)

@@ -55,6 +55,7 @@ def killed_and_rerun(tmp_path_factory, cache_dir):
     return study_dir, after_kill, killed_at, rerun.stdout + rerun.stderr
 
 
+@pytest.mark.slow
 def test_a_killed_search_rerun_ends_with_exactly_n_trials(killed_and_rerun):
     study_dir, after_kill, killed_at, rerun_log = killed_and_rerun
     assert 2 <= sum(s in FINISHED for s in after_kill) < 4  # the kill came before the search was done
@@ -73,12 +74,14 @@ def test_a_killed_search_rerun_ends_with_exactly_n_trials(killed_and_rerun):
             assert run.settings["model.d_model"] == trial.params["model.d_model"]
 
 
+@pytest.mark.slow
 def test_a_finished_search_run_again_adds_no_trial(killed_and_rerun, cache_dir):
     study_dir = killed_and_rerun[0]
     search(hpo_config(cache_dir, "hpo.n_trials=4"), study_dir)
     assert len(states(study_dir)) == 4
 
 
+@pytest.mark.slow
 def test_report_of_a_study(killed_and_rerun, tmp_path):
     study_dir = killed_and_rerun[0]
     make_report([study_dir / "study.db"], tmp_path)
@@ -97,6 +100,7 @@ def enqueue(study_dir, *params: dict) -> None:
         study.enqueue_trial(values)
 
 
+@pytest.mark.slow
 def test_pruning_stops_a_bad_trial(cache_dir, tmp_path):
     cfg = hpo_config(cache_dir, "hpo.n_trials=2", "hpo/pruner=median", "hpo.pruner.n_startup_trials=1",
                      "trainer.max_steps=12", "trainer.val_every=3", "optim.warmup_steps=0", "hpo.space.optim.lr.low=1e-8")
@@ -109,6 +113,7 @@ def test_pruning_stops_a_bad_trial(cache_dir, tmp_path):
     assert read_run(tmp_path / good.user_attrs["run_dir"]).curve()[0] == [3, 6, 9, 12]
 
 
+@pytest.mark.slow
 def test_a_failed_trial_is_recorded_and_the_search_goes_on(cache_dir, tmp_path):
     cfg = hpo_config(cache_dir, "hpo.n_trials=3", "hpo/pruner=none", "hpo.space.model.d_model.choices=[32,33]",
                      "hpo.space.optim.lr.high=1e5", "optim.warmup_steps=0")
@@ -131,6 +136,7 @@ def test_a_search_space_naming_no_training_option_stops_before_any_trial(cache_d
     assert not (tmp_path / "study.db").exists()
 
 
+@pytest.mark.slow
 def test_parallel_workers_share_one_study(cache_dir, tmp_path):
     """hpo.workers=2 on submitit's local executor (SLURM's stand-in), journal storage: 3 trials in all."""
     done = subprocess.run(hpo_command(tmp_path, cache_dir, "hpo.n_trials=3", "hpo.workers=2", "hpo.cluster=local",
@@ -143,6 +149,7 @@ def test_parallel_workers_share_one_study(cache_dir, tmp_path):
     assert sorted(t.user_attrs["run_dir"] for t in study.trials) == ["trial_0000", "trial_0001", "trial_0002"]
 
 
+@pytest.mark.slow
 def test_a_trial_left_running_by_no_worker_is_marked_interrupted_and_counted(cache_dir, tmp_path):
     """A trial RUNNING with no worker name (so no heartbeat either: it never goes stale) takes one of the
     n_trials places, as a failure."""
@@ -165,6 +172,7 @@ def stop_in_the_middle(monkeypatch, study_dir, cache_dir, me: str, *more: str) -
     assert trial.state == TrialState.RUNNING and trial.user_attrs[WORKER] == me
 
 
+@pytest.mark.slow
 def test_a_requeued_worker_takes_back_its_trial_and_resumes_it(cache_dir, tmp_path, monkeypatch, caplog):
     stop_in_the_middle(monkeypatch, tmp_path, cache_dir, "1234_0")
     with caplog.at_level(logging.INFO):
@@ -175,6 +183,7 @@ def test_a_requeued_worker_takes_back_its_trial_and_resumes_it(cache_dir, tmp_pa
     assert read_run(tmp_path / "trial_0000").summary["steps"] == 6
 
 
+@pytest.mark.slow
 def test_a_trial_whose_worker_died_goes_stale_and_its_retry_resumes_it(cache_dir, tmp_path, monkeypatch, caplog):
     """Heartbeats every second, stale after 2 s: the dead worker's trial is failed and retried by another
     worker; the retry resumes in the same run folder, and the failed original does not count."""
