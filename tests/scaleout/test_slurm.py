@@ -203,3 +203,21 @@ def test_a_job_cancelled_without_a_result_ends_the_wait(slurm_cluster, tmp_path,
         wait_for_jobs([job], poll_s=0.5, grace_s=1)
     message = str(error.value)
     assert message.startswith(f"job {job.job_id} cancelled without a result") and str(job.paths.stdout) in message
+
+
+def _threads_in_a_task() -> tuple[int | None, int]:
+    import torch as task_torch
+
+    from midiformer.train.distributed import cpu_threads
+
+    threads = cpu_threads(None)
+    task_torch.set_num_threads(threads)
+    return threads, task_torch.get_num_threads()
+
+
+def test_a_task_takes_as_many_threads_as_the_cpus_slurm_gave_it(slurm_cluster, tmp_path):  # noqa: F811
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=tmp_path / "%j", cluster="slurm")
+    executor.update_parameters(timeout_min=5, cpus_per_task=2, mem_gb=1, slurm_partition=slurm_cluster)
+    assert executor.submit(_threads_in_a_task).result() == (2, 2)
