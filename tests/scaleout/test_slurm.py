@@ -73,7 +73,7 @@ def test_two_nodes_one_task_each_train_like_one_process(two_nodes, one_process):
     assert log.read_text().count("Job completed successfully") == 1
     assert "#0 (job " in result.stderr + result.stdout and "returned " in result.stderr + result.stdout
     rank1 = (sweep / ".submitit" / job / f"{job}_1_log.out").read_text()
-    assert "global_rank=1(2)" in rank1 and "the prepared store" in rank1
+    assert "global_rank=1(2)" in rank1
     assert "Job completed successfully" in rank1
 
 
