@@ -209,8 +209,10 @@ def run_on_submitit(cfg: DictConfig, study_dir: Path, shared: SharedStudy) -> No
                               [str(study_dir)] * n, list(range(n)))
     log.info("%d workers submitted (%s): %s; their logs: %s", n, executor.cluster,
              " ".join(job.job_id for job in jobs), study_dir / "workers")
-    wait_for_jobs(jobs, cfg.hpo.poll_s, on_poll=lambda: log_progress(shared))
+    gone = wait_for_jobs(jobs, cfg.hpo.poll_s, on_poll=lambda: log_progress(shared), tolerate_lost=True)
     for job in jobs:
+        if job in gone:  # its trial goes stale and another worker retries it
+            continue
         try:
             job.result()
         except Exception as error:  # submitit's message holds the whole remote traceback

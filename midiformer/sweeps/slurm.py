@@ -164,16 +164,21 @@ class JobWatch:
 
 
 def wait_for_jobs(jobs: Sequence, poll_s: float, on_poll: Callable[[], None] = lambda: None,
-                  grace_s: float = 60.0) -> None:
-    """Until every job is done; a job gone without a result ends the wait with one line naming its log."""
-    watch = JobWatch(jobs, grace_s)
+                  grace_s: float = 60.0, tolerate_lost: bool = False) -> list:
+    """Until every job is done. A job gone without a result ends the wait with one line naming its log,
+    or, with `tolerate_lost` (search workers: the others take over its trial), is logged and left out;
+    returns the jobs left out."""
+    watch, gone = JobWatch(jobs, grace_s), []
     watch.refresh()
     while watch.pending():
         time.sleep(poll_s)
         on_poll()
         watch.refresh()
-        lost = watch.lost()
-        if lost:
-            job, why = lost[0]
-            raise TrainingError(f"job {job.job_id} {why}; its log: {job.paths.stdout} (the other jobs go on: "
-                                f"squeue --me)")
+        for job, why in watch.lost():
+            message = f"job {job.job_id} {why}; its log: {job.paths.stdout}"
+            if not tolerate_lost:
+                raise TrainingError(f"{message} (the other jobs go on: squeue --me)")
+            log.warning("%s; the other jobs go on", message)
+            watch.jobs.remove(job)
+            gone.append(job)
+    return gone
