@@ -1,8 +1,10 @@
 """The seed's claims (its results page), each as two arms to train and a rule to judge them by.
 
-An arm is a list of training overrides, normally one preset of conf/experiment/. Every claim compares
-a treatment arm against a reference arm, seed by seed (the same seed gives both arms the same data
-order), on the best validation bits/event of each run (lower is better).
+An arm is a list of training overrides, normally one preset of conf/experiment/. Every claim is
+measured in its own regime (the overrides under which its effect is expected to show: an overfitting
+subset for augmentation, a deep narrow model for the initialisations, a late constant-LR phase for
+SWA), applied to both its arms. A claim compares a treatment arm against a reference arm, seed by seed
+(the same seed gives both arms the same data order), on a validation metric (lower is better).
 
 How a difference is judged: the paired differences d = treatment - reference over the seeds count as
 a real difference when every seed agrees on the sign and |mean d| is more than two standard errors
@@ -20,9 +22,35 @@ SPEEDUP_CLAIMED = 3.0        # "three times faster"; confirmed from 2.7x (10% sh
 
 @dataclass(frozen=True)
 class Arm:
-    name: str                     # its run folders: <out>/<name>/seed<N>
+    name: str                     # its run folders: <out>/<regime>/<name>/seed<N>
     overrides: tuple[str, ...]    # training overrides (Hydra syntax)
     short: bool = False           # trained with the short budget (--short-steps): bf16 on a CPU is ~25x slower
+
+
+@dataclass(frozen=True)
+class Regime:
+    """Overrides for both arms of a claim; {subset}, {rest}, {depth}, {width} come from run.py's options."""
+    name: str                     # run folders: <out>/<regime>/<arm>/seed<N> (claims of one regime share arms)
+    text: str                     # the regime in words, for RESULTS.md
+    overrides: tuple[str, ...] = ()
+    steps_factor: float = 1.0     # its runs train round(steps_factor * --steps) steps
+
+
+DEFAULT = Regime("default", "model=small on all Bach chorales, --steps steps")
+# Augmentation fights overfitting: a small training subset (--subset of the chorales; validation keeps
+# its 5%) and no dropout, trained long enough for the baseline's validation curve to turn up.
+OVERFIT = Regime("overfit", "a {subset:.0%} training subset of the chorales, no dropout, 2 x --steps steps",
+                 ("data.splits.train={subset}", "data.splits.test={rest}", "model.dropout=0.0"), 2.0)
+# Initialisation matters with depth: a narrow model of --depth blocks (GPT-2's and T-Fixup's scalings
+# are functions of n_layer).
+DEEP = Regime("deep", "a narrow deep model: {depth} blocks of width {width}, --steps steps",
+              ("model.n_layer={depth}", "model.d_model={width}", "model.n_head=2"))
+# SWA as swa_utils intends: a long run whose second half holds a constant learning rate (SWALR) while
+# the average is taken; judged against the same run's final (not averaged) weights.
+SWA_PHASE = Regime("swa_phase", "model=small, 2 x --steps steps; the second half at a constant lr 5e-4, averaged",
+                   ("optim/swa=on", "optim.swa.start_step=0.5", "optim.swa.swa_lr=5.0e-4",
+                    "optim.swa.anneal_steps=20", "optim.swa.update_every=5"), 2.0)
+SHORT = Regime("short", "model=small, --short-steps steps (bf16 autocast is slow on a CPU)")
 
 
 @dataclass(frozen=True)
@@ -31,11 +59,17 @@ class Claim:
     statement: str                # the seed's words
     reference: Arm
     treatment: Arm
-    kind: str                     # tried (the seed states no result) | better | same_loss_faster
+    kind: str                     # tried (the seed states no result) | better | same_loss_faster | averaging
+    regime: Regime = DEFAULT      # where it is measured: overrides for both arms
+    at_scale: str = ""            # one line: what would change the verdict at research scale
     treatment_metric: str = "best_val_bits_per_event"
+    reference_metric: str = "best_val_bits_per_event"
+    context: tuple[Arm, ...] = ()  # arms trained and drawn beside the two, not judged
+    curve_keys: tuple[str, ...] = ("val/bits_per_event",)  # what its PNG draws: a line per arm and key
 
 
 BASELINE = Arm("baseline", ("experiment=baseline",))
+SWA_RUN = Arm("swa", ("experiment=baseline",))  # the regime turns SWA on; both metrics come from this run
 
 
 def _preset(name: str, short: bool = False) -> Arm:
@@ -44,20 +78,33 @@ def _preset(name: str, short: bool = False) -> Arm:
 
 CLAIMS = [
     Claim("weight_scaling", "The list of conducted experiments includes weight scaling", BASELINE,
-          _preset("weight_scaling"), "tried"),
-    Claim("tfixup", "... T-Fixup initialization", BASELINE, _preset("tfixup"), "tried"),
-    Claim("swa", "... Stochastic Weight Averaging (SWA)", BASELINE, _preset("swa"), "tried",
-          treatment_metric="best_swa_val_bits_per_event"),
-    Claim("scalenorm", "... Scalenorm", BASELINE, _preset("scalenorm"), "tried"),
-    Claim("fixnorm", "... and Fixnorm", BASELINE, _preset("fixnorm"), "tried"),
+          _preset("weight_scaling"), "tried", DEEP,
+          "at 12-48 blocks of width 512+ an unscaled residual stream grows with depth: the gap should widen",
+          context=(Arm("baseline_no_warmup", ("experiment=baseline", "optim.warmup_steps=0")),)),
+    Claim("tfixup", "... T-Fixup initialization", BASELINE, _preset("tfixup"), "tried", DEEP,
+          "T-Fixup's point is training deep post-norm stacks without warm-up at a large lr; a 2-core budget "
+          "cannot reach the instability it removes",
+          context=(Arm("baseline_no_warmup", ("experiment=baseline", "optim.warmup_steps=0")),)),
+    Claim("swa", "... Stochastic Weight Averaging (SWA)", SWA_RUN, SWA_RUN, "averaging", SWA_PHASE,
+          "SWA's gain grows with the length of the averaged phase (epochs, not hundreds of steps)",
+          treatment_metric="final_swa_val_bits_per_event", reference_metric="final_val_bits_per_event",
+          curve_keys=("val/bits_per_event", "val/swa/bits_per_event")),
+    Claim("scalenorm", "... Scalenorm", BASELINE, _preset("scalenorm"), "tried", DEFAULT,
+          "Nguyen & Salazar's gains were in low-resource translation at 6+ layers; a longer run may separate them"),
+    Claim("fixnorm", "... and Fixnorm", BASELINE, _preset("fixnorm"), "tried", DEFAULT,
+          "FixNorm constrains the embeddings; its effect on rare tokens needs a larger vocabulary share and corpus"),
     Claim("mixed_precision", "the one with mixed precision was three times faster without affecting the loss",
           Arm("fp32_short", ("experiment=baseline", "trainer/precision=fp32"), short=True),
-          _preset("mixed_precision", short=True), "same_loss_faster"),
+          _preset("mixed_precision", short=True), "same_loss_faster", SHORT,
+          "the speed-up needs tensor cores (a GPU); the loss should stay equal at any scale"),
     Claim("embedding_init", "adjusting the embedding initialization to PyTorch's default function, "
           "nn.Embedding(). Consequently, the validation curve was improved by 2%",
-          _preset("embedding_scaled"), _preset("embedding_pytorch"), "better"),
+          _preset("embedding_scaled"), _preset("embedding_pytorch"), "better", DEFAULT,
+          "with tied or much wider embeddings the init's scale matters less as training lengthens"),
     Claim("augmentation", "various data augmentation techniques were applied, resulting in another "
-          "significant decrease in the validation curve", BASELINE, _preset("augmentation"), "better"),
+          "significant decrease in the validation curve", BASELINE, _preset("augmentation"), "better", OVERFIT,
+          "on a corpus large enough not to overfit within the budget the gain shrinks (or turns into a cost)",
+          curve_keys=("val/bits_per_event", "train/bits_per_event")),
 ]
 
 
@@ -95,14 +142,21 @@ class Comparison:
         return "no clear difference"
 
 
-def verdict(claim: Claim, comparison: Comparison, speedup: float | None, device: str) -> str:
-    """confirmed / not confirmed / not measurable here, with the reason in a few words."""
+def verdict(claim: Claim, comparison: Comparison, speedup: float | None, device: str,
+            overfit: float | None = None) -> str:
+    """confirmed / not confirmed / not measurable here, with the reason in a few words.
+
+    overfit: the reference's final minus best validation bits/event, mean over seeds; a claim against
+    overfitting (the OVERFIT regime) can only show where it is above 0 (the curve turned up)."""
     relative = f"{comparison.relative:+.1%}"
     direction = comparison.direction()
-    if claim.kind == "tried":
-        here = {None: "one seed, no spread to judge by", "better": f"better than the baseline ({relative})",
-                "worse": f"worse than the baseline ({relative})"}.get(direction, f"no clear difference ({relative})")
+    if claim.kind in ("tried", "averaging"):
+        than = "the same runs' final weights" if claim.kind == "averaging" else "the baseline"
+        here = {None: "one seed, no spread to judge by", "better": f"better than {than} ({relative})",
+                "worse": f"worse than {than} ({relative})"}.get(direction, f"no clear difference ({relative})")
         return f"nothing claimed to check; here: {here}"
+    if claim.regime is OVERFIT and overfit is not None and overfit <= 0:
+        return f"not measurable here: the baseline did not overfit (final - best val {overfit:+.3f}); more --steps"
     if claim.kind == "better":
         if direction is None:
             return f"not measurable here: one seed, no spread ({relative})"

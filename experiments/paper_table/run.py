@@ -1,17 +1,20 @@
 """make paper-table — train every claim's arms at CPU scale and write RESULTS.md with an honest verdict.
 
-    make paper-table                                        # ~1 h on 2 cores: model=small, data=bach
+    make paper-table                                        # the whole table, each claim in its regime
     python experiments/paper_table/run.py --claims scalenorm,augmentation --seeds 0,1,2 --steps 2000
+    python experiments/paper_table/run.py --claims augmentation --subset 0.05 --steps 600
     python experiments/paper_table/run.py --steps 20000 --short-steps 20000 model=base trainer.device=cuda
 
-Trailing arguments are training overrides applied to every arm (Hydra syntax). Runs go to
---out/<arm>/seed<N>; a finished run with the same config is reused, an unfinished one resumes, so a
+Every claim trains in its own regime (claims.py: an overfitting subset, a deep narrow model, a late
+SWA phase, ...). Trailing arguments are training overrides applied to every arm (Hydra syntax). Runs
+go to --out/<regime>/<arm>/seed<N>; each claim's curves go to <claim>.png beside --results; a finished run with the same config is reused, an unfinished one resumes, so a
 killed table continues where it stopped. The claims and the judging rule are in claims.py.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import statistics
 import sys
@@ -19,12 +22,13 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from claims import CLAIMS, Arm, Claim, Comparison, verdict
+from claims import CLAIMS, OVERFIT, Arm, Claim, Comparison, Regime, verdict
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from midiformer import provenance
 from midiformer.common import ConfigError, exit_on_user_error
+from midiformer.sweeps.plots import arms_png
 from midiformer.sweeps.report import make_report, mean_std_text
 from midiformer.sweeps.runs import Run, read_run
 from midiformer.train.loop import train
@@ -37,8 +41,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="experiments/paper_table/run.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--claims", default=",".join(c.name for c in CLAIMS),
                         help="comma-separated claims to run (default: all): " + ", ".join(c.name for c in CLAIMS))
-    parser.add_argument("--seeds", default="0,1", help="comma-separated seeds, each arm trained once per seed")
-    parser.add_argument("--steps", type=int, default=240, help="training steps per run (trainer.max_steps)")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, each arm trained once per seed")
+    parser.add_argument("--steps", type=int, default=240,
+                        help="training steps per run (trainer.max_steps; x2 in the overfit and SWA regimes)")
+    parser.add_argument("--subset", type=float, default=0.1,
+                        help="the overfit regime's training share of the chorales (validation keeps 5%%)")
+    parser.add_argument("--depth", type=int, default=10, help="blocks of the deep regime's narrow model")
+    parser.add_argument("--width", type=int, default=64, help="d_model of the deep regime's narrow model")
     parser.add_argument("--short-steps", type=int, default=24,
                         help="steps for the mixed-precision arms (bf16 autocast is ~25x slower on a CPU)")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "paper_table", help="the run folders")
@@ -49,24 +58,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [name for name in args.claims.split(",") if name not in known]
     if unknown:
         parser.error(f"--claims: {', '.join(unknown)} unknown; choose from {', '.join(known)}")
+    if not 0 < args.subset < 0.95:
+        parser.error(f"--subset: {args.subset} is not a training share in (0, 0.95)")
+    if args.depth < 1 or args.width < 2 or args.width % 2:
+        parser.error(f"--depth {args.depth} --width {args.width}: need at least 1 block and an even width")
     args.claims = [known[name] for name in args.claims.split(",")]
     args.seeds = [int(seed) for seed in args.seeds.split(",")]
     return args
 
 
-def arm_overrides(arm: Arm, seed: int, args: argparse.Namespace) -> list[str]:
-    steps = args.short_steps if arm.short else args.steps
+def regime_overrides(regime: Regime, args: argparse.Namespace) -> list[str]:
+    options = {"subset": args.subset, "rest": round(0.95 - args.subset, 6), "depth": args.depth, "width": args.width}
+    return [override.format(**options) for override in regime.overrides]
+
+
+def regime_text(regime: Regime, args: argparse.Namespace) -> str:
+    return regime.text.format(subset=args.subset, depth=args.depth, width=args.width)
+
+
+def arm_overrides(regime: Regime, arm: Arm, seed: int, args: argparse.Namespace) -> list[str]:
+    steps = args.short_steps if arm.short else round(regime.steps_factor * args.steps)
     budget = [f"trainer.max_steps={steps}", f"trainer.val_every={max(1, steps // 5)}", "trainer.ckpt_every=0"]
     if arm.short:  # a warm-up longer than the run would leave the learning rate near 0 throughout
         budget.append(f"optim.warmup_steps={max(1, steps // 5)}")
-    return [*arm.overrides, *args.overrides, f"seed={seed}", *budget]  # --steps wins over trainer.max_steps
+    # --steps wins over trainer.max_steps; the command line's overrides over the regime's
+    return [*arm.overrides, *regime_overrides(regime, args), *args.overrides, f"seed={seed}", *budget]
 
 
-def run_arm(arm: Arm, seed: int, args: argparse.Namespace) -> Run:
-    """Train one arm for one seed, or reuse the run already there with this config."""
+def run_arm(regime: Regime, arm: Arm, seed: int, args: argparse.Namespace) -> Run:
+    """Train one arm of a regime for one seed, or reuse the run already there with this config."""
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=arm_overrides(arm, seed, args))
-    run_dir = args.out / arm.name / f"seed{seed}"
+        cfg = compose("config", overrides=arm_overrides(regime, arm, seed, args))
+    run_dir = args.out / regime.name / arm.name / f"seed{seed}"
     existing = run_dir / "config.yaml"
     if existing.exists() and existing.read_text() != OmegaConf.to_yaml(cfg, resolve=True):
         raise ConfigError(f"{run_dir} holds a run with another config (other --steps or overrides?); "
@@ -78,6 +101,9 @@ def run_arm(arm: Arm, seed: int, args: argparse.Namespace) -> Run:
     return run
 
 
+Results = dict[tuple[str, str], dict[int, Run]]  # (regime, arm) -> seed -> run
+
+
 def values(runs: dict[int, Run], key: str) -> list[float]:
     return [runs[seed].number(key) for seed in sorted(runs)]
 
@@ -86,53 +112,98 @@ def spread(xs: list[float], digits: int) -> str:
     return mean_std_text(statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else None, digits) if xs else "—"
 
 
-def claim_row(claim: Claim, results: dict[str, dict[int, Run]]) -> list[str]:
-    reference, treatment = results[claim.reference.name], results[claim.treatment.name]
-    comparison = Comparison(values(reference, "best_val_bits_per_event"), values(treatment, claim.treatment_metric))
-    cells = [claim.name, f"“{claim.statement}”"]
+def claim_arms(claim: Claim) -> list[Arm]:
+    return list({arm.name: arm for arm in (claim.reference, claim.treatment, *claim.context)}.values())
+
+
+def train_val_gap(run: Run) -> float | None:
+    """Validation minus training bits/event at the last validation: how far the run overfits."""
+    val_steps, val = run.curve("val/bits_per_event")
+    train = dict(zip(*run.curve("train/bits_per_event")))
+    last = next((s for s in reversed(val_steps) if s in train), None)
+    return None if last is None else val[val_steps.index(last)] - train[last]
+
+
+def overfitting(runs: dict[int, Run]) -> float | None:
+    """Final minus best validation bits/event, mean over seeds: above 0 when the curve turned up."""
+    pairs = [(run.number("final_val_bits_per_event"), run.number("best_val_bits_per_event")) for run in runs.values()]
+    diffs = [final - best for final, best in pairs if final is not None and best is not None]
+    return statistics.fmean(diffs) if diffs else None
+
+
+def claim_row(claim: Claim, results: Results, args, png: str) -> list[str]:
+    reference = results[(claim.regime.name, claim.reference.name)]
+    treatment = results[(claim.regime.name, claim.treatment.name)]
+    comparison = Comparison(values(reference, claim.reference_metric), values(treatment, claim.treatment_metric))
+    ref_label, treat_label = (f"`{claim.reference.name}`", f"`{claim.treatment.name}`")
+    if claim.reference is claim.treatment:  # one run, two sets of weights (SWA)
+        ref_label, treat_label = f"{ref_label} final weights", f"{treat_label} averaged"
+    cells = [claim.name, f"“{claim.statement}”", regime_text(claim.regime, args)]
+    tail = [f"[curve]({png})", claim.at_scale]
     if None in comparison.reference + comparison.treatment:
-        return cells + [f"`{claim.reference.name}`", f"`{claim.treatment.name}`", "—",
-                        f"not measurable here: a run has no {claim.treatment_metric} (too few steps?)"]
+        missing = claim.treatment_metric if None in comparison.treatment else claim.reference_metric
+        return cells + [ref_label, treat_label, "—", f"not measurable here: a run has no {missing} (too few steps?)",
+                        *tail]
     speed = statistics.fmean(values(treatment, "events_per_s")) / statistics.fmean(values(reference, "events_per_s"))
     device = next(iter(treatment.values())).summary.get("device", "cpu")
     stderr = f" ± {comparison.stderr:.3f}" if comparison.stderr is not None else ""
-    return cells + [f"`{claim.reference.name}` {spread(comparison.reference, 3)}",
-                    f"`{claim.treatment.name}` {spread(comparison.treatment, 3)}",
-                    f"{comparison.mean_diff:+.3f}{stderr} ({comparison.relative:+.1%})",
-                    verdict(claim, comparison, speed if claim.kind == "same_loss_faster" else None, device)]
+    judged = verdict(claim, comparison, speed if claim.kind == "same_loss_faster" else None, device,
+                     overfitting(reference) if claim.regime is OVERFIT else None)
+    if claim.regime is OVERFIT:
+        gaps = [f"{name} {spread([g for g in map(train_val_gap, runs.values()) if g is not None], 3)}"
+                for name, runs in ((claim.reference.name, reference), (claim.treatment.name, treatment))]
+        judged += f"; val - train gap: {', '.join(gaps)}"
+    return cells + [f"{ref_label} {spread(comparison.reference, 3)}", f"{treat_label} {spread(comparison.treatment, 3)}",
+                    f"{comparison.mean_diff:+.3f}{stderr} ({comparison.relative:+.1%})", judged, *tail]
 
 
-def arm_rows(results: dict[str, dict[int, Run]], arms: dict[str, Arm]) -> list[str]:
-    keys = [("best_val_bits_per_event", 3), ("best_swa_val_bits_per_event", 3), ("final_train_loss", 3),
-            ("steps", 0), ("events_per_s", 0), ("wall_time_s", 0)]
-    lines = ["| arm | overrides | seeds | best val bits/event | best SWA val | final train loss | steps | events/s "
-             "| wall time (s) |", "|---|---|---|" + "---:|" * len(keys)]
-    for name, runs in results.items():
+def arm_rows(results: Results, arms: dict[tuple[str, str], Arm]) -> list[str]:
+    keys = [("best_val_bits_per_event", 3), ("final_val_bits_per_event", 3), ("final_swa_val_bits_per_event", 3),
+            ("final_train_loss", 3), ("steps", 0), ("events_per_s", 0), ("wall_time_s", 0)]
+    lines = ["| regime | arm | overrides | seeds | best val bits/event | final val | final SWA val | final train loss "
+             "| steps | events/s | wall time (s) |", "|---|---|---|---|" + "---:|" * len(keys)]
+    for (regime, name), runs in results.items():
         cells = [spread([x for x in values(runs, key) if x is not None], digits) for key, digits in keys]
-        lines.append(f"| {name} | `{' '.join(arms[name].overrides)}` | {', '.join(map(str, sorted(runs)))} | "
-                     + " | ".join(cells) + " |")
+        lines.append(f"| {regime} | {name} | `{' '.join(arms[(regime, name)].overrides)}` | "
+                     f"{', '.join(map(str, sorted(runs)))} | " + " | ".join(cells) + " |")
     return lines
 
 
-def write_results(args, results, arms, minutes: float, report: Path) -> None:
-    rows = [claim_row(claim, results) for claim in args.claims]
+def relative(argument: str) -> str:
+    """An absolute path (alone or as an override's value) relative to the repository: RESULTS.md names no absolute paths."""
+    key, sep, value = argument.rpartition("=") if "=" in argument else ("", "", argument)
+    return f"{key}{sep}{os.path.relpath(value, REPO)}" if value.startswith("/") else argument
+
+
+def write_results(args, results: Results, arms, minutes: float, report: Path) -> None:
+    pngs = {}
+    for claim in args.claims:
+        curves = [(arm.name, list(results[(claim.regime.name, arm.name)].values())) for arm in claim_arms(claim)]
+        png = arms_png(curves, f"{claim.name}: {regime_text(claim.regime, args)}",
+                       args.results.parent / f"{claim.name}.png", claim.curve_keys)
+        pngs[claim.name] = os.path.relpath(png, args.results.parent)
+    rows = [claim_row(claim, results, args, pngs[claim.name]) for claim in args.claims]
     machine = provenance.machine()
-    command = "python experiments/paper_table/run.py " + shlex.join(sys.argv[1:])
+    command = "python experiments/paper_table/run.py " + shlex.join(relative(a) for a in sys.argv[1:])
     lines = [
         "# The seed's claims, measured", "",
         f"Written by `{command.strip()}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
         f"commit `{provenance.git_commit()}`, machine: {machine['platform']}, {machine['cpus']} CPUs, "
         f"GPU: {machine['cuda'] or 'none'}; {minutes:.0f} min in all.", "",
-        f"Budget: {args.steps} steps per run ({args.short_steps} for the mixed-precision arms), seeds "
-        f"{', '.join(map(str, args.seeds))}; overrides for every arm: `{' '.join(args.overrides) or 'none'}` "
-        f"(defaults: model=small, data=bach). Numbers are the best validation bits/event of each run (lower is "
-        f"better), mean ± std over seeds (SWA: the averaged weights). Δ = treatment − reference, paired by seed, "
-        f"± its standard error. A difference counts when every seed agrees on its sign and |Δ| exceeds two "
-        f"standard errors; \"same loss\" means within 1% (or two standard errors).", "",
-        "| claim | the seed says | reference | treatment | Δ bits/event | verdict |", "|---|---|---|---|---|---|",
+        f"Budget: --steps {args.steps} (x2 in the overfit and SWA regimes; {args.short_steps} for the mixed-precision "
+        f"arms), seeds {', '.join(map(str, args.seeds))}, --subset {args.subset}, --depth {args.depth}, "
+        f"--width {args.width}; overrides for every arm: `{' '.join(map(relative, args.overrides)) or 'none'}` "
+        f"(defaults: model=small, data=bach). Each claim is measured in its regime (overrides for both its arms, "
+        f"claims.py). Numbers are the best validation bits/event of each run (lower is better; SWA: the final "
+        f"averaged against the final trained weights of the same runs), mean ± std over seeds. Δ = treatment − "
+        f"reference, paired by seed, ± its standard error. A difference counts when every seed agrees on its sign "
+        f"and |Δ| exceeds two standard errors; \"same loss\" means within 1% (or two standard errors).", "",
+        "| claim | the seed says | regime | reference | treatment | Δ bits/event | verdict | curves | at scale |",
+        "|---|---|---|---|---|---|---|---|---|",
         *["| " + " | ".join(cells) + " |" for cells in rows], "",
         "## Every arm", "", *arm_rows(results, arms), "",
-        f"Validation curves of every run: `{report}` (python -m midiformer.report {args.out}).", "",
+        f"Validation curves of every run: `{relative(str(report.resolve()))}` "
+        f"(python -m midiformer.report {relative(str(args.out.resolve()))}).", "",
         (Path(__file__).resolve().parent / "NOTES.md").read_text().strip(), "",
     ]
     args.results.parent.mkdir(parents=True, exist_ok=True)
@@ -142,14 +213,16 @@ def write_results(args, results, arms, minutes: float, report: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     args = parse_args(argv)
-    arms = {arm.name: arm for claim in args.claims for arm in (claim.reference, claim.treatment)}
-    results: dict[str, dict[int, Run]] = {name: {} for name in arms}
+    arms = {(claim.regime.name, arm.name): arm for claim in args.claims for arm in claim_arms(claim)}
+    regimes = {claim.regime.name: claim.regime for claim in args.claims}
+    results: Results = {key: {} for key in arms}
     started, total = time.perf_counter(), len(arms) * len(args.seeds)
     for seed in args.seeds:  # every arm once before any arm twice: a table cut short still compares
-        for name, arm in arms.items():
-            log.info("[%d/%d] %s, seed %d", sum(map(len, results.values())) + 1, total, name, seed)
-            results[name][seed] = run_arm(arm, seed, args)
+        for (regime, name), arm in arms.items():
+            log.info("[%d/%d] %s/%s, seed %d", sum(map(len, results.values())) + 1, total, regime, name, seed)
+            results[(regime, name)][seed] = run_arm(regimes[regime], arm, seed, args)
     report = make_report([args.out], args.out)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
     write_results(args, results, arms, (time.perf_counter() - started) / 60, report)
     log.info("written: %s", args.results)
 

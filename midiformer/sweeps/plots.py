@@ -63,6 +63,30 @@ def overview_png(groups: list[tuple[str, list[Run]]], path: Path) -> Path:
     return path
 
 
+def arms_png(arms: list[tuple[str, list[Run]]], title: str, path: Path,
+             keys: tuple[str, ...] = (CURVE,)) -> Path:
+    """One claim: a line per arm (and metric key), the mean over its seeds, their min-max spread shaded."""
+    figure = Figure(figsize=(6.4, 4.0), layout="constrained")
+    axes = figure.add_subplot()
+    for label, runs in arms:
+        for key in keys:
+            curves = [dict(zip(*run.curve(key))) for run in runs]
+            steps = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
+            if not steps:
+                continue
+            values = np.array([[c[s] for s in steps] for c in curves])
+            name = label if len(keys) == 1 else f"{label}: {key}"
+            line, = axes.plot(steps, values.mean(axis=0), marker=".", linewidth=1.4, label=f"{name} ({len(runs)} seeds)")
+            if len(runs) > 1:
+                axes.fill_between(steps, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
+    axes.set(title=title, xlabel="step", ylabel="bits/event")
+    axes.title.set_fontsize(9)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.savefig(path, dpi=110)
+    return path
+
+
 def study_pngs(study, out: Path) -> list[tuple[str, Path]]:
     """Optuna's matplotlib plots of the study; one that cannot be drawn yet (too few trials) is skipped."""
     import matplotlib.pyplot as plt

@@ -1,46 +1,93 @@
-"""make paper-table, at its smallest: 2 claims x 1 seed x 10 steps on the tiny model, end to end."""
+"""make paper-table, at its smallest: a few claims x 2 seeds x a few steps on the tiny model, end to end."""
 from __future__ import annotations
 
+import re
+
 import pytest
+from matplotlib.image import imread
 
 from midiformer.sweeps.runs import read_run
+from tests.conftest import REPO
 from tests.sweeps.conftest import run_module, tiny_overrides
 
 RUN_PY = "experiments/paper_table/run.py"
+CLAIMS = ("scalenorm", "mixed_precision", "swa", "tfixup", "augmentation")
 
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory, cache_dir):
     out = tmp_path_factory.mktemp("paper_table")
-    command = [RUN_PY, "--claims", "scalenorm,mixed_precision", "--seeds", "0", "--steps", "10", "--short-steps", "6",
+    command = [RUN_PY, "--claims", ",".join(CLAIMS), "--seeds", "0,1", "--steps", "8", "--short-steps", "4",
+               "--subset", "0.3", "--depth", "3", "--width", "16",
                "--out", str(out / "runs"), "--results", str(out / "RESULTS.md"), *tiny_overrides(cache_dir)]
-    done = run_module(*command)
+    done = run_module(*command, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return out, command
 
 
-def test_results_have_a_row_and_an_honest_verdict_per_claim(table):
+def claim_rows(results: str) -> dict[str, list[str]]:
+    claims_table = results.split("| claim | the seed says |")[1].split("\n\n")[0]
+    return {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split(" | ")]
+                                          for line in claims_table.splitlines()[2:])}
+
+
+@pytest.mark.slow
+def test_every_claim_has_a_row_a_regime_a_verdict_and_a_curve(table):
     out, _ = table
     results = (out / "RESULTS.md").read_text()
-    claims_table = results.split("| claim | the seed says |")[1].split("\n\n")[0]
-    rows = {line.split(" | ")[0].strip("| "): line for line in claims_table.splitlines()[2:]}
-    assert sorted(rows) == ["mixed_precision", "scalenorm"]
-    assert "nothing claimed to check; here: one seed, no spread to judge by" in rows["scalenorm"]
-    assert "“the one with mixed precision was three times faster without affecting the loss”" in rows["mixed_precision"]
-    assert "3x faster: not measurable here (needs a GPU" in rows["mixed_precision"]
-    assert "same loss: confirmed" in rows["mixed_precision"]  # bf16 autocast on 6 steps: the same loss within 1%
-    baseline = read_run(out / "runs" / "baseline" / "seed0")
-    assert f"`baseline` {baseline.summary['best_val_bits_per_event']:.3f}" in rows["scalenorm"]
-    for arm, steps in (("baseline", 10), ("scalenorm", 10), ("fp32_short", 6), ("mixed_precision", 6)):
-        run = read_run(out / "runs" / arm / "seed0")
-        assert (run.status, run.summary["steps"]) == ("finished", steps)
-    assert read_run(out / "runs" / "mixed_precision" / "seed0").settings["trainer.precision.name"] == "bf16-mixed"
-    assert (out / "runs" / "report.md").exists()
+    rows = claim_rows(results)
+    assert sorted(rows) == sorted(CLAIMS)
+    for name, cells in rows.items():
+        assert len(cells) == 9, cells
+        assert cells[7] == f"[curve]({name}.png)"  # relative: beside RESULTS.md
+        assert cells[8], f"{name}: no line on what would change at scale"
+        png = imread(out / f"{name}.png")
+        assert png.shape[0] > 100 and png.std() > 0  # a drawn figure, not a blank canvas
+    assert "a 30% training subset" in rows["augmentation"][2] and "3 blocks of width 16" in rows["tfixup"][2]
+    assert "nothing claimed to check; here:" in rows["scalenorm"][6]
+    assert "“the one with mixed precision was three times faster without affecting the loss”" in rows["mixed_precision"][1]
+    assert "3x faster: not measurable here (needs a GPU" in rows["mixed_precision"][6]
+    assert "val - train gap: baseline" in rows["augmentation"][6]
+    assert "`swa` final weights" in rows["swa"][3] and "`swa` averaged" in rows["swa"][4]
 
 
+@pytest.mark.slow
+def test_results_name_no_absolute_path(table):
+    out, _ = table
+    results = (out / "RESULTS.md").read_text()
+    assert str(out) not in results and str(REPO) not in results
+    assert not re.search(r"(?<![\w.])/(tmp|work|home)/", results)
+
+
+@pytest.mark.slow
+def test_each_regime_trains_what_it_says(table):
+    out, _ = table
+    runs = out / "runs"
+    baseline = read_run(runs / "default" / "baseline" / "seed0")
+    assert f"`baseline` {baseline.summary['best_val_bits_per_event']:.3f}" in claim_rows(
+        (out / "RESULTS.md").read_text())["scalenorm"][3]
+    for regime, arm, steps in (("default", "baseline", 8), ("default", "scalenorm", 8), ("short", "fp32_short", 4),
+                               ("short", "mixed_precision", 4), ("swa_phase", "swa", 16), ("deep", "tfixup", 8),
+                               ("deep", "baseline_no_warmup", 8), ("overfit", "augmentation", 16)):
+        run = read_run(runs / regime / arm / "seed1")
+        assert (run.status, run.summary["steps"]) == ("finished", steps), (regime, arm)
+    deep = read_run(runs / "deep" / "tfixup" / "seed0").settings
+    assert (deep["model.n_layer"], deep["model.d_model"], deep["model.init.name"]) == (3, 16, "tfixup")
+    assert read_run(runs / "deep" / "baseline_no_warmup" / "seed0").settings["optim.warmup_steps"] == 0
+    overfit = read_run(runs / "overfit" / "baseline" / "seed0").settings
+    assert (overfit["data.splits.train"], overfit["model.dropout"]) == (0.3, 0.0)
+    assert read_run(runs / "overfit" / "augmentation" / "seed0").settings["data.augment.name"] == "all"
+    swa = read_run(runs / "swa_phase" / "swa" / "seed0")
+    assert swa.settings["optim.swa.start_step"] == 0.5 and swa.summary["final_swa_val_bits_per_event"] is not None
+    assert read_run(runs / "short" / "mixed_precision" / "seed0").settings["trainer.precision.name"] == "bf16-mixed"
+    assert (runs / "report.md").exists()
+
+
+@pytest.mark.slow
 def test_a_rerun_reuses_finished_runs(table):
     out, command = table
-    before = {p: p.stat().st_mtime for p in (out / "runs").glob("*/seed0/summary.json")}
+    before = {p: p.stat().st_mtime for p in (out / "runs").glob("*/*/seed*/summary.json")}
+    assert len(before) == 2 * 10  # arms: default 2, short 2, swa_phase 1, deep 3, overfit 2
     done = run_module(*command)
     assert done.returncode == 0, done.stderr[-3000:]
     assert {p: p.stat().st_mtime for p in before} == before
@@ -49,3 +96,8 @@ def test_a_rerun_reuses_finished_runs(table):
 def test_an_unknown_claim_is_a_one_line_error(tmp_path):
     done = run_module(RUN_PY, "--claims", "scalenorm,quantum", "--out", str(tmp_path))
     assert done.returncode == 2 and "--claims: quantum unknown" in done.stderr
+
+
+def test_a_subset_outside_a_training_share_is_a_one_line_error(tmp_path):
+    done = run_module(RUN_PY, "--subset", "0.97", "--out", str(tmp_path))
+    assert done.returncode == 2 and "--subset: 0.97 is not a training share" in done.stderr
