@@ -75,7 +75,8 @@ def test_each_regime_trains_what_it_says(table):
     assert (deep["model.n_layer"], deep["model.d_model"], deep["model.init.name"]) == (3, 16, "tfixup")
     assert read_run(runs / "deep" / "baseline_no_warmup" / "seed0").settings["optim.warmup_steps"] == 0
     overfit = read_run(runs / "overfit" / "baseline" / "seed0").settings
-    assert (overfit["data.splits.train"], overfit["model.dropout"]) == (0.3, 0.0)
+    splits = {k: overfit[f"data.splits.{k}"] for k in ("train", "unused", "val", "test")}
+    assert splits == {"train": 0.3, "unused": 0.6, "val": 0.05, "test": 0.05} and overfit["model.dropout"] == 0.0
     assert read_run(runs / "overfit" / "augmentation" / "seed0").settings["data.augment.name"] == "all"
     swa = read_run(runs / "swa_phase" / "swa" / "seed0")
     assert swa.settings["optim.swa.start_step"] == 0.5 and swa.summary["final_swa_val_bits_per_event"] is not None
