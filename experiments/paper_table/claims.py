@@ -29,30 +29,31 @@ class Arm:
 
 @dataclass(frozen=True)
 class Regime:
-    """Overrides for both arms of a claim; {subset}, {rest}, {depth}, {width} come from run.py's options."""
+    """Overrides for both arms of a claim; {subset}, {rest}, {depth}, {width}, {steps} come from run.py's options."""
     name: str                     # run folders: <out>/<regime>/<arm>/seed<N> (claims of one regime share arms)
     text: str                     # the regime in words, for RESULTS.md
     overrides: tuple[str, ...] = ()
     steps_factor: float = 1.0     # its runs train round(steps_factor * --steps) steps
+    short: bool = False           # its runs train --short-steps instead
 
 
-DEFAULT = Regime("default", "model=small on all Bach chorales, --steps steps")
+DEFAULT = Regime("default", "the arms' model and data as given (default model=small, Bach), {steps} steps")
 # Augmentation fights overfitting: a small training subset (--subset of the chorales) and no dropout,
 # trained long enough for the baseline's validation curve to turn up. The files cut from training go
 # to an "unused" split placed before val and test, so these keep exactly the default regime's files.
-OVERFIT = Regime("overfit", "a {subset:.0%} training subset of the chorales, no dropout, 2 x --steps steps",
+OVERFIT = Regime("overfit", "a {subset:.0%} training subset, no dropout, {steps} steps",
                  ("~data.splits", "+data.splits={{train:{subset},unused:{rest},val:0.05,test:0.05}}",
                   "model.dropout=0.0"), 2.0)  # a new key in a struct node: removed and added again
 # Initialisation matters with depth: a narrow model of --depth blocks (GPT-2's and T-Fixup's scalings
 # are functions of n_layer).
-DEEP = Regime("deep", "a narrow deep model: {depth} blocks of width {width}, --steps steps",
+DEEP = Regime("deep", "a narrow deep model: {depth} blocks of width {width}, 2 heads, {steps} steps",
               ("model.n_layer={depth}", "model.d_model={width}", "model.n_head=2"))
 # SWA as swa_utils intends: a long run whose second half holds a constant learning rate (SWALR) while
 # the average is taken; judged against the same run's final (not averaged) weights.
-SWA_PHASE = Regime("swa_phase", "model=small, 2 x --steps steps; the second half at a constant lr 5e-4, averaged",
+SWA_PHASE = Regime("swa_phase", "{steps} steps; from half-way a constant lr 5e-4 (SWALR), averaged every 5 steps",
                    ("optim/swa=on", "optim.swa.start_step=0.5", "optim.swa.swa_lr=5.0e-4",
                     "optim.swa.anneal_steps=20", "optim.swa.update_every=5"), 2.0)
-SHORT = Regime("short", "model=small, --short-steps steps (bf16 autocast is slow on a CPU)")
+SHORT = Regime("short", "{steps} steps (--short-steps: bf16 autocast is slow on a CPU)", short=True)
 
 
 @dataclass(frozen=True)

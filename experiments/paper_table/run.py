@@ -73,12 +73,16 @@ def regime_overrides(regime: Regime, args: argparse.Namespace) -> list[str]:
     return [override.format(**options) for override in regime.overrides]
 
 
+def regime_steps(regime: Regime, args: argparse.Namespace) -> int:
+    return args.short_steps if regime.short else round(regime.steps_factor * args.steps)
+
+
 def regime_text(regime: Regime, args: argparse.Namespace) -> str:
-    return regime.text.format(subset=args.subset, depth=args.depth, width=args.width)
+    return regime.text.format(subset=args.subset, depth=args.depth, width=args.width, steps=regime_steps(regime, args))
 
 
 def arm_overrides(regime: Regime, arm: Arm, seed: int, args: argparse.Namespace) -> list[str]:
-    steps = args.short_steps if arm.short else round(regime.steps_factor * args.steps)
+    steps = args.short_steps if arm.short else regime_steps(regime, args)
     budget = [f"trainer.max_steps={steps}", f"trainer.val_every={max(1, steps // 5)}", "trainer.ckpt_every=0"]
     if arm.short:  # a warm-up longer than the run would leave the learning rate near 0 throughout
         budget.append(f"optim.warmup_steps={max(1, steps // 5)}")

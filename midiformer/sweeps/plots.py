@@ -13,6 +13,8 @@ from midiformer.sweeps.runs import Run
 log = logging.getLogger("midiformer.report")
 
 CURVE = "val/bits_per_event"
+KEY_LABELS = {CURVE: "validation", "val/swa/bits_per_event": "validation, averaged weights (SWA)",
+              "train/bits_per_event": "training"}
 
 
 def _common_steps(runs: list[Run]) -> list[int]:
@@ -75,7 +77,7 @@ def arms_png(arms: list[tuple[str, list[Run]]], title: str, path: Path,
             if not steps:
                 continue
             values = np.array([[c[s] for s in steps] for c in curves])
-            name = label if len(keys) == 1 else f"{label}: {key}"
+            name = label if len(keys) == 1 else f"{label}, {KEY_LABELS.get(key, key)}"
             line, = axes.plot(steps, values.mean(axis=0), marker=".", linewidth=1.4, label=f"{name} ({len(runs)} seeds)")
             if len(runs) > 1:
                 axes.fill_between(steps, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)

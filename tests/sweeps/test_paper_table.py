@@ -43,7 +43,8 @@ def test_every_claim_has_a_row_a_regime_a_verdict_and_a_curve(table):
         assert cells[8], f"{name}: no line on what would change at scale"
         png = imread(out / f"{name}.png")
         assert png.shape[0] > 100 and png.std() > 0  # a drawn figure, not a blank canvas
-    assert "a 30% training subset" in rows["augmentation"][2] and "3 blocks of width 16" in rows["tfixup"][2]
+    assert "a 30% training subset, no dropout, 16 steps" in rows["augmentation"][2]
+    assert "3 blocks of width 16, 2 heads, 8 steps" in rows["tfixup"][2] and "4 steps" in rows["mixed_precision"][2]
     assert "nothing claimed to check; here:" in rows["scalenorm"][6]
     assert "“the one with mixed precision was three times faster without affecting the loss”" in rows["mixed_precision"][1]
     assert "3x faster: not measurable here (needs a GPU" in rows["mixed_precision"][6]
