@@ -156,7 +156,9 @@ def claim_row(claim: Claim, results: Results, args, png: str) -> list[str]:
         return cells + [ref_label, treat_label, "—", f"not measurable here: a run has no {missing} (too few steps?)",
                         *tail]
     speed = statistics.fmean(values(treatment, "events_per_s")) / statistics.fmean(values(reference, "events_per_s"))
-    device = next(iter(treatment.values())).summary.get("device", "cpu")
+    summary = next(iter(treatment.values())).summary
+    device, gpu = summary.get("device", "cpu"), (summary.get("machine") or {}).get("cuda")
+    device = f"{device} ({gpu})" if device.startswith("cuda") and gpu else device  # the speed-up names its GPU
     stderr = f" ± {comparison.stderr:.3f}" if comparison.stderr is not None else ""
     judged = verdict(claim, comparison, speed if claim.kind == "same_loss_faster" else None, device,
                      overfitting(reference) if claim.regime is OVERFIT else None)

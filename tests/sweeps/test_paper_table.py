@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import statistics
 
 import pytest
 from matplotlib.image import imread
@@ -56,16 +57,17 @@ def test_every_claim_has_a_row_a_regime_a_verdict_and_a_curve(table):
 def test_results_name_no_absolute_path(table):
     out, _ = table
     results = (out / "RESULTS.md").read_text()
-    assert str(out) not in results and str(REPO) not in results
-    assert not re.search(r"(?<![\w.])/(tmp|work|home)/", results)
+    assert str(REPO) not in results
+    assert not re.search(r"(?<![\w.])/(tmp|work|home)/", results)  # ../../tmp/... is relative; /tmp/... is not
 
 
 @pytest.mark.slow
 def test_each_regime_trains_what_it_says(table):
     out, _ = table
     runs = out / "runs"
-    baseline = read_run(runs / "default" / "baseline" / "seed0")
-    assert f"`baseline` {baseline.summary['best_val_bits_per_event']:.3f}" in claim_rows(
+    baseline = statistics.fmean(read_run(runs / "default" / "baseline" / f"seed{seed}").summary[
+        "best_val_bits_per_event"] for seed in (0, 1))
+    assert f"`baseline` {baseline:.3f} ± " in claim_rows(
         (out / "RESULTS.md").read_text())["scalenorm"][3]
     for regime, arm, steps in (("default", "baseline", 8), ("default", "scalenorm", 8), ("short", "fp32_short", 4),
                                ("short", "mixed_precision", 4), ("swa_phase", "swa", 16), ("deep", "tfixup", 8),
