@@ -70,17 +70,19 @@ def arms_png(arms: list[tuple[str, list[Run]]], title: str, path: Path,
     """One claim: a line per arm (and metric key), the mean over its seeds, their min-max spread shaded."""
     figure = Figure(figsize=(6.4, 4.0), layout="constrained")
     axes = figure.add_subplot()
-    for label, runs in arms:
-        for key in keys:
+    for index, (label, runs) in enumerate(arms):
+        for key, style in zip(keys, ("-", "--", ":")):  # one colour per arm, one line style per metric
             curves = [dict(zip(*run.curve(key))) for run in runs]
             steps = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
             if not steps:
                 continue
             values = np.array([[c[s] for s in steps] for c in curves])
             name = label if len(keys) == 1 else f"{label}, {KEY_LABELS.get(key, key)}"
-            line, = axes.plot(steps, values.mean(axis=0), marker=".", linewidth=1.4, label=f"{name} ({len(runs)} seeds)")
+            colour = f"C{index % 10}"
+            axes.plot(steps, values.mean(axis=0), style, color=colour, marker=".", linewidth=1.4,
+                      label=f"{name} ({len(runs)} seeds)")
             if len(runs) > 1:
-                axes.fill_between(steps, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
+                axes.fill_between(steps, values.min(axis=0), values.max(axis=0), color=colour, alpha=0.15)
     axes.set(title=title, xlabel="step", ylabel="bits/event")
     axes.title.set_fontsize(9)
     axes.grid(alpha=0.3)
