@@ -6,7 +6,8 @@ music21's corpus is on disk (no network). Converting a chorale takes ~0.2 s, ~41
     <data.cache_dir>/bach_midi-v<FORMAT_VERSION>-music21-<version>[-first<limit>]/bwv1.6.mid ...
 
 The folder is built under a temporary name and renamed when complete, like a store; from then on it
-is an ordinary folder of MIDI files that store.py prepares like any other.
+is an ordinary folder of MIDI files that store.py prepares like any other (sources.py registers it
+as the data source `bach`).
 """
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ import shutil
 from pathlib import Path
 
 from midiformer.codec.events import DRUM_CHANNEL
+from midiformer.data.atomic import temporary_folder_beside
 from midiformer.data.corpus import parallel_map
-from midiformer.data.store import temporary_folder_beside
 
 log = logging.getLogger(__name__)
 

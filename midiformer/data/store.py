@@ -25,7 +25,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -33,8 +32,9 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from midiformer.codec import events
-from midiformer.common import ConfigError
 from midiformer.data import corpus
+from midiformer.data.atomic import temporary_folder_beside
+from midiformer.data.sources import data_source
 
 log = logging.getLogger(__name__)
 
@@ -151,12 +151,6 @@ def store_key(root: Path, files: list[str], settings: Mapping[str, Any]) -> str:
     return digest.hexdigest()[:16]
 
 
-def temporary_folder_beside(path: Path) -> Path:
-    """A new hidden folder next to `path`, unique even among processes on several hosts sharing the cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-
-
 def build_store(root: Path, files: list[str], settings: Mapping[str, Any], path: Path,
                 num_workers: int | None) -> None:
     """Encode every file into a temporary folder beside `path`, then rename it into place."""
@@ -231,20 +225,6 @@ def summary(manifest: Mapping[str, Any]) -> str:
             f"{manifest['notes']:,} notes, {manifest['seconds'] / 3600:.1f} h, {manifest['files_skipped']} skipped")
 
 
-def data_root(data_cfg: Any) -> Path:
-    """The folder of MIDI files to prepare: data.root, or the converted Bach chorales for data=bach."""
-    cache_dir = Path(str(data_cfg.cache_dir)).expanduser()
-    if data_cfg.name == "bach":
-        from midiformer.data import (
-            bach,  # music21 is slow to import: only when asked for
-        )
-
-        return bach.convert_chorales(cache_dir, data_cfg.get("num_workers"), data_cfg.get("limit"))
-    if OmegaConf.is_missing(data_cfg, "root") or not data_cfg.get("root"):
-        raise ConfigError(f"data.root is required for data={data_cfg.name}: add data.root=DIR")
-    return Path(str(data_cfg.root)).expanduser().resolve()
-
-
 def codec_settings_of(data_cfg: Any) -> dict:
     """data.codec checked and in its one form (events.codec_settings): part of the store key."""
     codec = data_cfg.get("codec")
@@ -256,14 +236,13 @@ def codec_settings_of(data_cfg: Any) -> dict:
 def prepare_store(data_cfg: Any) -> Path:
     """Find, encode, split and write the store for `data_cfg` (cfg.data), or reuse one; its path."""
     data_cfg = data_cfg if OmegaConf.is_config(data_cfg) else OmegaConf.create(dict(data_cfg))
-    root = data_root(data_cfg)
+    root, name = data_source(data_cfg)
     files = corpus.find_midi_files(root)
     settings = {"codec_version": events.CODEC_VERSION, "codec": codec_settings_of(data_cfg),
                 "splits": corpus.check_splits(data_cfg.splits), "store_format": STORE_FORMAT}
     velocity_levels = corpus.check_velocity_levels(data_cfg.get("velocity_levels"))
     if velocity_levels is not None:  # only then: the stores of every lossless setting keep their keys
         settings["velocity_levels"] = velocity_levels
-    name = "bach" if data_cfg.name == "bach" else root.name
     path = Path(str(data_cfg.cache_dir)).expanduser() / "stores" / f"{name}-{store_key(root, files, settings)}"
     if (path / MANIFEST).is_file():
         log.info("reusing the prepared store %s (same files and codec settings): %s", path,

@@ -1,11 +1,11 @@
 """MidiGPT: a decoder-only transformer over MIDI events (one row of integer fields per event).
 
-    inputs (B, T, F) ─▶ Σ_f Embedding_f ─▶ embedding norm (FixNorm only) ─▶ + learned position
+    inputs (B, T, F) ─▶ Σ_f Embedding_f ─▶ embedding norm (FixNorm only) ─▶ positions
         ─▶ n_layer × Block(attention, MLP) ─▶ final norm ─▶ heads ─▶ {field: logits (B, T, V_f)}
 
 Logits at position t predict the fields of event t+1. Positions are learned (added to the input) or
-rotary (applied to queries and keys inside attention). Norms, inits and heads come from their
-registries (norms.py, init.py, heads.py); `model_cfg` is the `cfg.model` node of conf/model/*.yaml.
+rotary (applied to queries and keys inside attention). Positions, norms and where they sit, inits and
+heads come from their registries (positions.py, norms.py, init.py, heads.py); `model_cfg` is the `cfg.model` node of conf/model/*.yaml.
 For generation, `hidden(new_rows, kv_cache)` runs only the new rows and attends to the keys and
 values cached for the earlier ones (sampling.py).
 """
@@ -24,29 +24,11 @@ from midiformer.common import ConfigError
 from midiformer.model import coarse
 from midiformer.model.heads import HEADS
 from midiformer.model.init import EMBEDDING_INITS, INITS
-from midiformer.model.norms import NORMS
+from midiformer.model.norms import NORM_POSITIONS, NORMS, NormPosition
+from midiformer.model.positions import POSITIONS, Rope, apply_rope
 from midiformer.registry import Registry
 
-POSITIONS = ("learned", "rope")
 BEATS_PER_BAR = 4  # the codec keeps no time signature: 4/4, the common case, for the bar-position input
-NORM_POSITIONS = ("pre", "post")
-
-
-# ---------------------------------------------------------------------------------------------------
-# Rotary position embedding (Su et al. 2021): rotate each (even, odd) pair of q and k channels by an
-# angle proportional to the position, so q·k depends on the positions only through their difference.
-
-def rope_angles(head_dim: int, max_seq_len: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin (max_seq_len, head_dim / 2) of angle t * base^(-2i / head_dim)."""
-    inv_freq = base ** (-torch.arange(0, head_dim, 2).float() / head_dim)
-    angles = torch.outer(torch.arange(max_seq_len).float(), inv_freq)
-    return angles.cos(), angles.sin()
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x (B, H, T, D) rotated pairwise: (x1, x2) -> (x1 cos - x2 sin, x1 sin + x2 cos); cos, sin (T, D/2)."""
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -101,8 +83,7 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         return x.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, D)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-                cache: LayerCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: Rope | None = None, cache: LayerCache | None = None) -> torch.Tensor:
         q, k, v = self.split_heads(self.q(x)), self.split_heads(self.k(x)), self.split_heads(self.v(x))
         if rope is not None:  # the one place where rotary positions enter
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
@@ -136,22 +117,19 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """pre-norm:  x + f(norm(x))      (GPT-2; stable without warm-up tricks)
-    post-norm: norm(x + f(x))      (Vaswani et al. 2017)"""
+    """Attention then MLP, each a residual branch with its norm where model.norm_position puts it:
+    pre  x + f(norm(x))  (GPT-2) or post  norm(x + f(x))  (Vaswani et al. 2017); see norms.py."""
 
-    def __init__(self, d_model: int, n_head: int, dropout: float, make_norm: Callable[[], nn.Module], pre_norm: bool):
+    def __init__(self, d_model: int, n_head: int, dropout: float, make_norm: Callable[[], nn.Module],
+                 residual: NormPosition):
         super().__init__()
-        self.pre_norm = pre_norm
+        self.residual = residual
         self.norm1, self.attn = make_norm(), CausalSelfAttention(d_model, n_head, dropout)
         self.norm2, self.mlp = make_norm(), MLP(d_model, dropout)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-                cache: LayerCache | None = None) -> torch.Tensor:
-        if self.pre_norm:
-            x = x + self.attn(self.norm1(x), rope, cache)
-            return x + self.mlp(self.norm2(x))
-        x = self.norm1(x + self.attn(x, rope, cache))
-        return self.norm2(x + self.mlp(x))
+    def forward(self, x: torch.Tensor, rope: Rope | None = None, cache: LayerCache | None = None) -> torch.Tensor:
+        x = self.residual(x, lambda y: self.attn(y, rope, cache), self.norm1)
+        return self.residual(x, self.mlp, self.norm2)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -174,15 +152,11 @@ class MidiGPT(nn.Module):
             self.beat_phase_embed = nn.Embedding(self.ticks_per_beat, cfg.d_model)
             self.bar_beat_embed = nn.Embedding(BEATS_PER_BAR, cfg.d_model)
         self.embed_norm = make_norm().embedding_norm()
-        self.pos_embed = nn.Embedding(cfg.max_seq_len, cfg.d_model) if cfg.pos == "learned" else None
-        if cfg.pos == "rope":
-            cos, sin = rope_angles(cfg.d_model // cfg.n_head, cfg.max_seq_len)
-            self.register_buffer("rope_cos", cos, persistent=False)
-            self.register_buffer("rope_sin", sin, persistent=False)
+        self.pos_embed = POSITIONS.build(cfg.pos, d_model=cfg.d_model, n_head=cfg.n_head, max_seq_len=cfg.max_seq_len)
         self.drop = nn.Dropout(cfg.dropout)
-        pre_norm = cfg.norm_position == "pre"
-        self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_head, cfg.dropout, make_norm, pre_norm) for _ in range(cfg.n_layer))
-        self.final_norm = make_norm() if pre_norm else nn.Identity()  # post-norm blocks already end normalised
+        residual = NORM_POSITIONS.build(cfg.norm_position)
+        self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_head, cfg.dropout, make_norm, residual) for _ in range(cfg.n_layer))
+        self.final_norm = make_norm() if residual.final_norm else nn.Identity()  # post-norm blocks end normalised
         self.heads = HEADS.build(cfg.heads, d_model=cfg.d_model, vocab=VOCAB, coarse_bins=bins)
 
         INITS.build(cfg.init, model=self)
@@ -209,11 +183,7 @@ class MidiGPT(nn.Module):
                 kv_cache.ticks = ticks[:, -1]
             beat = ticks.div(self.ticks_per_beat, rounding_mode="floor")
             x = x + self.beat_phase_embed(ticks % self.ticks_per_beat) + self.bar_beat_embed(beat % BEATS_PER_BAR)
-        rope = None
-        if self.pos_embed is not None:
-            x = x + self.pos_embed.weight[start:end]
-        else:
-            rope = (self.rope_cos[start:end], self.rope_sin[start:end])
+        x, rope = self.pos_embed(x, start)  # learned: added to x; rope: rotations for attention
         x = self.drop(x)
         caches = kv_cache.layers if kv_cache is not None else [None] * len(self.blocks)
         for block, cache in zip(self.blocks, caches):
@@ -257,15 +227,13 @@ def validate_model_config(model_cfg: Any) -> None:
             raise ConfigError(f"model.{key}={value!r} must be a positive integer")
     if cfg.d_model % cfg.n_head != 0:
         raise ConfigError(f"model.d_model={cfg.d_model} must be divisible by model.n_head={cfg.n_head}")
-    if cfg.pos == "rope" and (cfg.d_model // cfg.n_head) % 2 != 0:
-        raise ConfigError(f"model.pos=rope needs an even head size; d_model / n_head = {cfg.d_model // cfg.n_head}")
     if cfg.get("beat_phase") and (not isinstance(cfg.get("ticks_per_beat"), int) or cfg.ticks_per_beat <= 0):
         raise ConfigError(f"model.beat_phase=true needs model.ticks_per_beat (the codec grid), got {cfg.get('ticks_per_beat')!r}")
     if not isinstance(cfg.get("dropout"), (int, float)) or not 0 <= cfg.dropout < 1:
         raise ConfigError(f"model.dropout={cfg.get('dropout')!r} must be in [0, 1)")
-    for key, allowed in (("pos", POSITIONS), ("norm_position", NORM_POSITIONS)):
-        if cfg.get(key) not in allowed:
-            raise ConfigError(f"model.{key}={cfg.get(key)!r} is unknown; choose one of: {', '.join(allowed)}")
+    _check_options(POSITIONS, cfg.pos, d_model=1, n_head=1, max_seq_len=1)
+    POSITIONS.build(cfg.pos, d_model=cfg.d_model, n_head=cfg.n_head, max_seq_len=1)  # refuses its own bad shapes
+    _check_options(NORM_POSITIONS, cfg.norm_position)
     _check_options(NORMS, cfg.norm, d_model=1)
     _check_options(INITS, cfg.init, model=None)
     _check_options(HEADS, cfg.heads, d_model=1, vocab={})

@@ -2,10 +2,15 @@
 
 Every norm is built as `NORMS.build(cfg.model.norm, d_model=d)` and normalises the last dimension.
 `embedding_norm()` is the norm applied to the summed input embedding: nothing, except for FixNorm.
+
+Where a block's norms sit around its two residual branches is `model.norm_position` (NORM_POSITIONS):
+`residual(x, branch, norm)` is one branch with its norm, and `final_norm` says whether the stream
+needs a norm after the last block.
 """
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -13,6 +18,7 @@ from torch import nn
 from midiformer.registry import Registry
 
 NORMS = Registry("model.norm")
+NORM_POSITIONS = Registry("model.norm_position")
 
 
 class Norm(nn.Module):
@@ -83,3 +89,34 @@ class NoNorm(Norm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
+
+
+# --- where the norm sits around a residual branch ---------------------------------------------------
+
+class NormPosition:
+    """One residual branch with its norm: `residual(x, branch, norm)`."""
+
+    final_norm: bool  # does the residual stream need a norm after the last block?
+
+    def __call__(self, x: torch.Tensor, branch: Callable[[torch.Tensor], torch.Tensor], norm: nn.Module) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@NORM_POSITIONS.register("pre")
+class PreNorm(NormPosition):
+    """x + f(norm(x)) (GPT-2): the stream itself is never normalised, so a final norm follows the blocks."""
+
+    final_norm = True
+
+    def __call__(self, x, branch, norm):
+        return x + branch(norm(x))
+
+
+@NORM_POSITIONS.register("post")
+class PostNorm(NormPosition):
+    """norm(x + f(x)) (Vaswani et al. 2017): every block already ends normalised."""
+
+    final_norm = False
+
+    def __call__(self, x, branch, norm):
+        return norm(x + branch(x))

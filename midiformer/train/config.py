@@ -16,8 +16,10 @@ from midiformer.common import (
 )
 from midiformer.data.augment import AUGMENTS
 from midiformer.data.store import codec_settings_of
+from midiformer.data.sources import DATA_SOURCES
 from midiformer.model import LIKELIHOODS, validate_model_config
 from midiformer.train.distributed import check_batch_split
+from midiformer.train.optim import check_optimizer
 from midiformer.train.precision import PRECISIONS
 from midiformer.train.swa import SWAS
 from midiformer.train.throughput import parse_max_time
@@ -34,12 +36,10 @@ CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("data.eval_batch_size", positive_int, "a positive integer"),
     ("optim.lr", positive, "a number > 0"),
     ("optim.weight_decay", nonnegative, "a number >= 0"),
-    ("optim.eps", positive, "a number > 0"),
     ("optim.warmup_steps", nonnegative_int, "an integer >= 0"),
     ("optim.min_lr_ratio", lambda v: is_number(v) and 0 <= v <= 1, "in [0, 1]"),
     ("optim.grad_clip", nonnegative, "a number >= 0 (0 = off)"),
     ("optim.grad_accum_steps", positive_int, "a positive integer"),
-    ("optim.betas", lambda v: len(v) == 2 and all(is_number(b) and 0 <= b < 1 for b in v), "two numbers in [0, 1)"),
     ("trainer.max_steps", positive_int, "a positive integer"),
     ("trainer.val_every", nonnegative_int, "an integer >= 0 (0 = only at the end)"),
     ("trainer.ckpt_every", nonnegative_int, "an integer >= 0 (0 = only at the end)"),
@@ -66,6 +66,8 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.data.seq_len > cfg.model.max_seq_len:
         raise ConfigError(f"data.seq_len={cfg.data.seq_len} must be <= model.max_seq_len={cfg.model.max_seq_len}")
     check_batch_split(cfg, world_size=1)  # train() checks again once it knows the world size
-    for registry, node in ((PRECISIONS, cfg.trainer.precision), (SWAS, cfg.optim.swa), (AUGMENTS, cfg.data.augment)):
+    check_optimizer(cfg.optim)
+    for registry, node in ((PRECISIONS, cfg.trainer.precision), (SWAS, cfg.optim.swa), (AUGMENTS, cfg.data.augment),
+                           (DATA_SOURCES, cfg.data)):
         registry.get(node.name)
     LIKELIHOODS.get(cfg.model.likelihood)

@@ -35,10 +35,14 @@ def split(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def tiny_config(norm: str = "layernorm", init: str = "pytorch", **overrides):
-    """cfg.model for conf/model/tiny.yaml with a norm from conf/model/norm and an init by name."""
+    """cfg.model for conf/model/tiny.yaml with a norm from conf/model/norm, the default positions and heads
+    (conf/model/pos/learned.yaml, conf/model/heads/parallel.yaml; `pos="rope"` etc. override by name) and an init by name."""
     cfg = OmegaConf.load(CONF_DIR / "model" / "tiny.yaml")
+    cfg.pop("defaults")  # Hydra's defaults list of the preset: its choices are set below
     cfg.ticks_per_beat = 96  # in the apps: ${data.codec.ticks_per_beat}
     cfg.norm = OmegaConf.load(CONF_DIR / "model" / "norm" / f"{norm}.yaml")
+    cfg.pos = OmegaConf.load(CONF_DIR / "model" / "pos" / "learned.yaml")
+    cfg.heads = OmegaConf.load(CONF_DIR / "model" / "heads" / "parallel.yaml")
     cfg.init = {"name": init}
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value, force_add=True)

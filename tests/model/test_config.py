@@ -6,7 +6,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from midiformer.common import ConfigError
-from midiformer.model import INITS, NORMS, MidiGPT, validate_model_config
+from midiformer.model import HEADS, INITS, NORMS, POSITIONS, MidiGPT, validate_model_config
 from tests.conftest import CONF_DIR
 from tests.model.conftest import tiny_config
 
@@ -42,16 +42,11 @@ def test_the_presets_are_valid(preset):
     validate_model_config(cfg)
 
 
-# --- Hydra composition (needs every group of conf/config.yaml) -------------------------------------
+# --- Hydra composition: a missing group or choice is a failure, not a skip --------------------------
 
 def compose_train(*overrides: str):
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose("config", overrides=list(overrides))
-    except Exception as error:  # noqa: BLE001 - the other groups are being written in parallel
-        if "Could not find" in str(error) or "not found" in str(error):
-            pytest.skip(f"conf/ is not complete yet: {error}")
-        raise
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
 
 
 @pytest.mark.parametrize("preset", ["tiny", "small", "base"])
@@ -63,7 +58,7 @@ def test_every_model_and_norm_composes(preset, norm):
 
 
 @pytest.mark.parametrize("init", INITS.names())
-@pytest.mark.parametrize("option", ["model.pos=rope", "model.heads=cascade", "model.norm_position=post",
+@pytest.mark.parametrize("option", ["model/pos=rope", "model/heads=cascade", "model.norm_position=post",
                                     "model.embedding_init=scaled", "model.dropout=0.0"])
 def test_every_init_and_option_composes_and_builds(init, option):
     cfg = compose_train("model=tiny", f"model/init={init}", option)
@@ -80,3 +75,28 @@ def test_tfixup_turns_off_norms_and_warmup():
 def test_tfixup_defaults_can_be_overridden_on_the_command_line():
     cfg = compose_train("model=tiny", "model/init=tfixup", "model/norm=layernorm", "optim.warmup_steps=5")
     assert cfg.model.norm.name == "layernorm" and cfg.optim.warmup_steps == 5
+
+
+@pytest.mark.parametrize("group, registry", [("model/pos", POSITIONS), ("model/heads", HEADS),
+                                             ("model/norm", NORMS), ("model/init", INITS)])
+def test_each_model_group_has_one_yaml_per_registered_choice(group, registry):
+    assert sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")) == registry.names()
+    for choice in registry.names():
+        cfg = compose_train("model=tiny", f"{group}={choice}")
+        assert OmegaConf.select(cfg, group.replace("/", ".") + ".name") == choice
+        MidiGPT(cfg.model)
+
+
+def test_a_position_or_head_by_bare_name_on_the_command_line_builds_the_same_model():
+    by_group = MidiGPT(compose_train("model=tiny", "model/pos=rope", "model/heads=cascade").model)
+    by_name = MidiGPT(compose_train("model=tiny", "model.pos=rope", "model.heads=cascade").model)
+    assert by_group.state_dict().keys() == by_name.state_dict().keys()
+    assert not any(k.startswith("pos_embed") for k in by_name.state_dict())  # rope saves nothing
+
+
+@pytest.mark.parametrize("option, registered", [("model.pos=alibi", "learned, rope"),
+                                                ("model.heads=serial", "cascade, parallel"),
+                                                ("model.norm_position=sandwich", "post, pre")])
+def test_an_unknown_choice_is_refused_listing_the_registered_ones(option, registered):
+    with pytest.raises(ConfigError, match=f"{option.split('=')[0]}=.*choose one of: {registered}$"):
+        validate_model_config(compose_train("model=tiny", option).model)

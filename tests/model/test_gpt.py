@@ -81,7 +81,7 @@ def test_field_logits_match_forward_at_the_last_position(songs, heads):
 
 
 def test_rope_depends_on_relative_position_only():
-    from midiformer.model.gpt import apply_rope, rope_angles
+    from midiformer.model.positions import apply_rope, rope_angles
 
     cos, sin = rope_angles(head_dim=8, max_seq_len=32)
     q, k = torch.randn(8), torch.randn(8)

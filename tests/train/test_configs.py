@@ -6,13 +6,15 @@ import re
 import pytest
 
 from midiformer.common import ConfigError
+from midiformer.data.sources import DATA_SOURCES
 from midiformer.train.config import validate_config
+from midiformer.train.optim import OPTIMIZERS, build_optimizer
 from midiformer.train.precision import PRECISIONS
 from midiformer.train.swa import SWAS
 from tests.conftest import CONF_DIR
 from tests.train.conftest import compose_config
 
-GROUPS = {"optim/swa": SWAS, "trainer/precision": PRECISIONS}
+GROUPS = {"optim": OPTIMIZERS, "optim/swa": SWAS, "trainer/precision": PRECISIONS, "data": DATA_SOURCES}
 
 
 def choices(group: str) -> list[str]:
@@ -49,6 +51,39 @@ def test_every_swa_choice_composes_and_builds(choice):
     swa = SWAS.build(cfg.optim.swa, model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
                      max_steps=cfg.trainer.max_steps)
     assert (swa.model is not None) == (choice == "on")
+
+
+@pytest.mark.parametrize("choice", choices("optim"))
+def test_every_optimizer_composes_and_builds_what_it_names(choice):
+    import torch
+
+    from midiformer.model import MidiGPT
+
+    cfg = compose_config("model=tiny", "data.seq_len=64", f"optim={choice}")
+    validate_config(cfg)
+    model = MidiGPT(cfg.model)
+    optimizer = build_optimizer(model, cfg.optim)
+    assert type(optimizer) is {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[choice]
+    assert optimizer.defaults["lr"] == cfg.optim.lr
+    decayed, not_decayed = optimizer.param_groups
+    assert decayed["weight_decay"] == cfg.optim.weight_decay and not_decayed["weight_decay"] == 0.0
+    if choice == "sgd":
+        assert optimizer.defaults["momentum"] == cfg.optim.momentum and optimizer.defaults["nesterov"]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["optim.name=lion"], "optim='lion' is unknown; choose one of: adamw, sgd"),
+    (["optim.betas=[0.9, 1.0]"], "optim.betas=[0.9, 1.0] must be two numbers in [0, 1)"),
+    (["optim.eps=0"], "optim.eps=0 must be a number > 0"),
+    (["optim=sgd", "optim.momentum=1.5"], "optim.momentum=1.5 must be a number in [0, 1)"),
+    (["optim=sgd", "optim.momentum=0"], "optim.nesterov=true needs optim.momentum > 0"),
+    (["optim=sgd", "+optim.betas=[0.9, 0.95]"], "optim='sgd': got an unexpected keyword argument 'betas'"),
+    (["data.name=lakh"], "data='lakh' is unknown; choose one of: bach, midi_dir"),
+])
+def test_a_bad_optimizer_or_data_source_is_refused_in_one_line(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        validate_config(compose_config(*overrides))
+    assert message in str(error.value) and "\n" not in str(error.value)
 
 
 def test_the_defaults_are_the_main_job():

@@ -1,0 +1,68 @@
+"""Positions: how the model knows where an event is in the window, one registered class each, chosen
+by `model/pos` (conf/model/pos/*.yaml).
+
+A positions module is built as `POSITIONS.build(cfg.model.pos, d_model=d, n_head=h, max_seq_len=n)`
+and called once per forward pass on the summed input embedding of rows start..end-1:
+
+    x, rope = positions(x, start)      # x (B, T, d); rope: (cos, sin) for attention, or None
+
+`learned` adds a position vector to x; `rope` leaves x alone and returns the rotation that every
+attention layer applies to its queries and keys (apply_rope).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from midiformer.common import ConfigError
+from midiformer.registry import Registry
+
+POSITIONS = Registry("model.pos")
+
+Rope = tuple[torch.Tensor, torch.Tensor]
+
+
+@POSITIONS.register("learned")
+class LearnedPositions(nn.Embedding):
+    """A learned table (max_seq_len, d_model) added to the input (GPT-2). An nn.Embedding, so that the
+    inits and the optimizer's no-decay group treat it as one; its state is `pos_embed.weight`."""
+
+    def __init__(self, d_model: int, n_head: int, max_seq_len: int):
+        super().__init__(max_seq_len, d_model)
+
+    def forward(self, x: torch.Tensor, start: int = 0) -> tuple[torch.Tensor, None]:
+        return x + self.weight[start:start + x.shape[1]], None
+
+
+# Rotary position embedding (Su et al. 2021): rotate each (even, odd) pair of q and k channels by an
+# angle proportional to the position, so q·k depends on the positions only through their difference.
+
+def rope_angles(head_dim: int, max_seq_len: int, base: float = 10000.0) -> Rope:
+    """cos and sin (max_seq_len, head_dim / 2) of angle t * base^(-2i / head_dim)."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2).float() / head_dim)
+    angles = torch.outer(torch.arange(max_seq_len).float(), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x (B, H, T, D) rotated pairwise: (x1, x2) -> (x1 cos - x2 sin, x1 sin + x2 cos); cos, sin (T, D/2)."""
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+
+
+@POSITIONS.register("rope")
+class RotaryPositions(nn.Module):
+    """Rotary positions, applied to queries and keys inside attention; nothing is learned or saved."""
+
+    def __init__(self, d_model: int, n_head: int, max_seq_len: int, base: float = 10000.0):
+        super().__init__()
+        head_dim = d_model // n_head
+        if head_dim % 2:
+            raise ConfigError(f"model.pos=rope needs an even head size; d_model / n_head = {head_dim}")
+        cos, sin = rope_angles(head_dim, max_seq_len, base)
+        self.register_buffer("cos", cos, persistent=False)  # recomputed on load: not in the state dict
+        self.register_buffer("sin", sin, persistent=False)
+
+    def forward(self, x: torch.Tensor, start: int = 0) -> tuple[torch.Tensor, Rope]:
+        end = start + x.shape[1]
+        return x, (self.cos[start:end], self.sin[start:end])
