@@ -50,7 +50,9 @@ def evaluate(cfg: DictConfig) -> dict:
     if len(split_events) < 2:
         raise ConfigError(f"split={cfg.split}: the store {store.path} has no events in it")
     seq_len = min(int(run_cfg.data.seq_len), int(run_cfg.model.max_seq_len))
-    precision = PRECISIONS.build({"name": "auto"}, device_type=device.type)
+    # the run's own precision unless told: an fp32 run scored in bf16 would not match its validation
+    precision_cfg = {"name": cfg.precision} if cfg.get("precision") else run_cfg.trainer.precision
+    precision = PRECISIONS.build(precision_cfg, device_type=device.type)
     started = time.perf_counter()
     batches = eval_batches(split_events, cfg.batch_size, seq_len, offsets=store.offsets(cfg.split))
     likelihood = LIKELIHOODS.build(run_cfg.model.get("likelihood", "free"))  # runs from before it existed: free
@@ -64,6 +66,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "checkpoint": str(Path(cfg.checkpoint).resolve()), "split": cfg.split, "store": str(store.path),
         "events": n_events, "notes": n_notes, "seconds": seconds, "averaged": bool(cfg.averaged),
         "wall_time_s": wall_time, "events_per_s": n_events / wall_time if wall_time > 0 else None,
+        "precision": precision.name,
         "model": bits_report(nats, n_events, n_notes, seconds),
         "unigram": unigram_report(training_counts(cfg.checkpoint, run_cfg), targets, n_events, n_notes, seconds),
     }

@@ -1,6 +1,7 @@
 """Refuse a bad configuration before any work: one line naming the option and what is allowed."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 from omegaconf import DictConfig
@@ -53,6 +54,7 @@ CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
     ("trainer.device", lambda v: v in DEVICES, f"one of: {', '.join(DEVICES)}"),
     ("trainer.nonfinite_loss", lambda v: v in NONFINITE_POLICIES, f"one of: {', '.join(NONFINITE_POLICIES)}"),
     ("trainer.resume", lambda v: isinstance(v, str) and v != "", f"{' | '.join(RESUME_CHOICES)} | a checkpoint path"),
+    ("trainer.init_from", lambda v: v is None or (isinstance(v, str) and v != ""), "null or a checkpoint path"),
     ("logger.wandb.mode", lambda v: v in ("disabled", "offline", "online"), "one of: disabled, offline, online"),
 ]
 
@@ -67,6 +69,8 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"data.seq_len={cfg.data.seq_len} must be <= model.max_seq_len={cfg.model.max_seq_len}")
     check_batch_split(cfg, world_size=1)  # train() checks again once it knows the world size
     check_optimizer(cfg.optim)
+    if cfg.trainer.init_from and not Path(cfg.trainer.init_from).is_file():
+        raise ConfigError(f"trainer.init_from={cfg.trainer.init_from}: no such checkpoint file")
     for registry, node in ((PRECISIONS, cfg.trainer.precision), (SWAS, cfg.optim.swa), (AUGMENTS, cfg.data.augment),
                            (DATA_SOURCES, cfg.data)):
         registry.get(node.name)

@@ -40,10 +40,11 @@ from midiformer.generate.during_training import sample_during_training
 from midiformer.model import LIKELIHOODS, MidiGPT, loss_from, masked_field_losses
 from midiformer.train import distributed
 from midiformer.train.checkpoint import (
-    capture_rng,
+    init_weights_from,
     load_checkpoint,
-    restore_rng,
+    restore_trainer_state,
     save_checkpoint,
+    trainer_state,
 )
 from midiformer.train.config import validate_config
 from midiformer.train.metrics import (
@@ -107,10 +108,14 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.trainer.max_steps)
         self.precision = PRECISIONS.build(cfg.trainer.precision, device_type=device.type)
+        self.scaler = self.precision.scaler
         self.swa = SWAS.build(cfg.optim.swa, model=self.model, optimizer=self.optimizer,
                               max_steps=cfg.trainer.max_steps)
         self.step, self.best_val, self.elapsed, self.skipped_steps = 0, math.inf, 0.0, 0
-        self._resume()
+        if not self._resume() and cfg.trainer.init_from:
+            init_weights_from(self.model, cfg.trainer.init_from, cfg.model, map_location=device)
+            if env.is_main:
+                log.info("starting from the weights of %s", cfg.trainer.init_from)
 
         # DDP first, then compile: dynamo's DDPOptimizer splits the graph at DDP's gradient buckets, so
         # the all-reduces overlap the backward pass (compiling inside DDP would leave one bucket at the end)
@@ -142,23 +147,18 @@ class Trainer:
         start = self.step * self.cfg.optim.grad_accum_steps
         return BatchSource(self.make_batch, start, self.device, depth=self.cfg.trainer.prefetch)
 
-    def _resume(self) -> None:
+    def _resume(self) -> bool:
+        """Continue from checkpoints/last.pt (resume=auto, when it exists) or a given checkpoint. A run
+        that resumes its own checkpoint ignores trainer.init_from: a requeued fine-tuning run goes on."""
         choice = self.cfg.trainer.resume
         path = self.ckpt_dir / "last.pt" if choice == "auto" else None if choice == "never" else Path(choice)
         # rank 0 decides, so that no rank starts afresh while the others resume (a lagging shared disk)
         if path is None or (choice == "auto" and not distributed.broadcast_object(path.exists())):
-            return
-        state = load_checkpoint(path, map_location=self.device)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.precision.scaler.load_state_dict(state["scaler"])
-        self.swa.load_state_dict(state["swa"])
-        self.step, self.best_val = state["step"], state["best_val"]
-        self.elapsed, self.skipped_steps = state["elapsed"], state["skipped_steps"]
-        restore_rng(state["rng"])
+            return False
+        restore_trainer_state(self, load_checkpoint(path, map_location=self.device), path)
         if self.env.is_main:
             log.info("resuming from %s at step %d", path, self.step)
+        return True
 
     # --- one optimizer step ---------------------------------------------------------------------
 
@@ -178,7 +178,7 @@ class Trainer:
                 logits = self.train_model(inputs, targets, start.ticks)
                 nats, n_events = masked_field_losses(logits, targets, masks)
                 loss = loss_from(nats, n_events) / accum
-            self.precision.scaler.scale(loss).backward()
+            self.scaler.scale(loss).backward()
             totals += torch.stack([*(nats[f].detach().double() for f in events.FIELDS), n_events.double()])
         totals = distributed.all_reduce_sum(totals)
         if not self.nonfinite.keep(totals, self.step):
@@ -199,7 +199,7 @@ class Trainer:
                 "lr": self.optimizer.param_groups[0]["lr"]}
 
     def _apply_gradients(self) -> None:
-        scaler = self.precision.scaler
+        scaler = self.scaler
         if self.cfg.optim.grad_clip > 0:
             scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
@@ -232,22 +232,13 @@ class Trainer:
             report.update(bits_report(nats, n_events, n_notes, seconds, prefix=prefix))
         return report
 
-    def checkpoint_state(self) -> dict:
-        return {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "scaler": self.precision.scaler.state_dict(),
-            "swa": self.swa.state_dict(), "step": self.step, "best_val": self.best_val, "elapsed": self.elapsed,
-            "skipped_steps": self.skipped_steps, "rng": capture_rng(),
-            "config": OmegaConf.to_container(self.cfg, resolve=True),
-        }
-
     def save(self, name: str) -> None:
         self.nonfinite.check()
         if self.env.is_main:
             # the training split's field counts travel with the weights: evaluate's unigram baseline on
             # any folder is "what the model was told", even where the training store is not at hand
             train_counts = {f: torch.from_numpy(c) for f, c in self.store.field_counts("train").items()}
-            save_checkpoint({**self.checkpoint_state(), "train_field_counts": train_counts}, self.ckpt_dir / name)
+            save_checkpoint(trainer_state(self, train_field_counts=train_counts), self.ckpt_dir / name)
 
     # --- the loop -------------------------------------------------------------------------------
 

@@ -57,10 +57,9 @@ class WeightAveraging:
         self.scheduler.step()
 
     def state_dict(self) -> dict:
-        # Only counters from the scheduler: its own state_dict holds a function, which weights_only refuses.
-        counters = {} if self.scheduler is None else {
-            "last_epoch": self.scheduler.last_epoch, "step_count": self.scheduler._step_count}
-        return {"model": self.model.state_dict(), "scheduler": counters}
+        scheduler = {} if self.scheduler is None else {  # plain values only: weights_only refuses a function
+            key: value for key, value in self.scheduler.state_dict().items() if not callable(value)}
+        return {"model": self.model.state_dict(), "scheduler": scheduler}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -69,8 +68,7 @@ class WeightAveraging:
             self.scheduler = self._make_scheduler()
             for group, lr in zip(self.optimizer.param_groups, lrs):  # undo the lr set on construction
                 group["lr"] = lr
-            self.scheduler.last_epoch = state["scheduler"]["last_epoch"]
-            self.scheduler._step_count = state["scheduler"]["step_count"]
+            self.scheduler.load_state_dict(state["scheduler"])
 
 
 @SWAS.register("off")
