@@ -42,6 +42,9 @@ from midiformer.common import ConfigError
 
 FIELDS = ("type", "time", "channel", "instrument", "note", "velocity")
 COLUMN = {name: i for i, name in enumerate(FIELDS)}
+# The column of each field, for code that indexes rows: rows[:, events.TIME]
+TYPE, TIME, CHANNEL, INSTRUMENT, NOTE, VELOCITY = (COLUMN[f] for f in ("type", "time", "channel", "instrument",
+                                                                      "note", "velocity"))
 
 TYPES = ("start", "end", "note_on", "note_off", "program", "tempo", "time_shift", "control", "pitch_bend")
 START, END, NOTE_ON, NOTE_OFF, PROGRAM, TEMPO, TIME_SHIFT, CONTROL, PITCH_BEND = range(len(TYPES))

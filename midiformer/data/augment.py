@@ -19,12 +19,11 @@ import math
 import numpy as np
 
 from midiformer.codec import events, grammar
+from midiformer.codec.events import CHANNEL, NOTE, TIME, TYPE, VELOCITY
 from midiformer.common import ConfigError
 from midiformer.registry import Registry
 
 AUGMENTS = Registry("data.augment")
-
-TYPE, TIME, CHANNEL, NOTE, VELOCITY = (events.COLUMN[f] for f in ("type", "time", "channel", "note", "velocity"))
 
 
 def _rows_of_type(window: np.ndarray, *types: int) -> np.ndarray:

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from midiformer.codec import events
+from midiformer.codec.events import CHANNEL, INSTRUMENT, NOTE, TIME, TYPE, VELOCITY
 from midiformer.common import ConfigError
 
-TYPE, TIME, CHANNEL, INSTRUMENT, NOTE, VELOCITY = range(len(events.FIELDS))
 DRUMS = "drums"  # the word that allows channel 9 (General MIDI percussion) in `instruments`
 
 

@@ -21,7 +21,8 @@ from midiformer.codec import events
 from midiformer.common import ConfigError
 
 WHISTLE_PROGRAM = 78  # General MIDI "Whistle" (79 in the 1-based numbering of the GM tables)
-_TYPE, _TIME, _CHANNEL, _INSTRUMENT, _NOTE, _VELOCITY = range(len(events.FIELDS))
+_TYPE, _TIME, _CHANNEL, _INSTRUMENT, _NOTE, _VELOCITY = (events.TYPE, events.TIME, events.CHANNEL, events.INSTRUMENT,
+                                                        events.NOTE, events.VELOCITY)
 
 
 def start_row() -> np.ndarray:

@@ -26,8 +26,6 @@ from midiformer.codec import events
 from midiformer.common import ConfigError
 from midiformer.generate.grammar import CHANNEL, NOTE, TIME, TYPE, SongState
 
-_APPLIES = torch.from_numpy(events.APPLIES)
-
 
 @dataclass
 class FieldSampling:
@@ -109,7 +107,7 @@ def sample_event(model, h: torch.Tensor, state: SongState, settings: Settings,
     batch, n_fields = h.shape[0], len(events.FIELDS)
     chosen = torch.zeros(batch, n_fields, dtype=torch.long, device=h.device)
     logprobs = torch.zeros(batch, n_fields, dtype=torch.float32, device=h.device)
-    applies_to = _APPLIES.to(h.device)
+    applies_to = torch.as_tensor(events.APPLIES, device=h.device)
     for k in range(n_fields):
         applies = applies_to[chosen[:, TYPE], k]  # field 0 (type) always: chosen[:, TYPE] is 0 = START here
         if not applies.any():  # e.g. the velocity of note_offs only: every sample gets 0, no draw is made

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from midiformer.codec import events
 from midiformer.codec.grammar import SongStart
-from midiformer.common import CONF_DIR, exit_on_user_error, pick_device
+from midiformer.common import CONF_DIR, LN2, exit_on_user_error, pick_device
 from midiformer.data.augment import AUGMENTS
 from midiformer.data.dataset import eval_batches, eval_window_count, train_batch
 from midiformer.data.store import Store, prepare_store
@@ -194,7 +194,7 @@ class Trainer:
             return {}
         field_loss = dict(zip(events.FIELDS, (totals[:-1] / totals[-1]).tolist()))
         train_loss = sum(field_loss.values())
-        return {"train/loss": train_loss, "train/bits_per_event": train_loss / math.log(2),
+        return {"train/loss": train_loss, "train/bits_per_event": train_loss / LN2,
                 **{f"train/loss/{f}": v for f, v in field_loss.items()},
                 "lr": self.optimizer.param_groups[0]["lr"]}
 

@@ -7,7 +7,6 @@ duration in seconds (from its tempo map), so results compare across tokenization
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -15,8 +14,7 @@ import numpy as np
 import torch
 
 from midiformer.codec import events
-
-LN2 = math.log(2.0)
+from midiformer.common import LN2
 
 
 def bits_report(nats_per_field: dict[str, float], n_events: int, n_notes: int | None = None,
