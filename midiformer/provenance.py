@@ -32,10 +32,26 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
-def machine() -> dict[str, str | int | None]:
+# CPU features that decide whether bf16 autocast pays on a CPU (bf16 dot products; AMX tile units)
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu() -> dict[str, str | list[str] | None]:
+    """The CPU's model name and its bf16 features, from /proc/cpuinfo (Linux; None elsewhere)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {"model": platform.processor() or None, "bf16_flags": None}
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    return {"model": fields.get("model name"), "bf16_flags": [f for f in BF16_CPU_FLAGS if f in flags]}
+
+
+def machine() -> dict[str, str | int | dict | None]:
     import os
 
     import torch
 
-    return {"platform": platform.platform(), "cpus": os.cpu_count(),
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}

@@ -24,7 +24,7 @@ SPEEDUP_CLAIMED = 3.0        # "three times faster"; confirmed from 2.7x (10% sh
 class Arm:
     name: str                     # its run folders: <out>/<regime>/<name>/seed<N>
     overrides: tuple[str, ...]    # training overrides (Hydra syntax)
-    short: bool = False           # trained with the short budget (--short-steps): bf16 on a CPU is ~25x slower
+    short: bool = False           # trained with the short budget (--short-steps): bf16 speed on a CPU depends on it
 
 
 @dataclass(frozen=True)

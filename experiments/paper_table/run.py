@@ -50,7 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--depth", type=int, default=10, help="blocks of the deep regime's narrow model")
     parser.add_argument("--width", type=int, default=64, help="d_model of the deep regime's narrow model")
     parser.add_argument("--short-steps", type=int, default=24,
-                        help="steps for the mixed-precision arms (bf16 autocast is ~25x slower on a CPU)")
+                        help="steps for the mixed-precision arms (on a CPU, bf16 speed depends on the CPU: see "
+                             "docs/paper-table.md)")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "paper_table", help="the run folders")
     parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "RESULTS.md")
     parser.add_argument("overrides", nargs="*", help="training overrides for every arm, e.g. model=base")
@@ -201,7 +202,8 @@ def write_results(args, results: Results, arms, minutes: float, report: Path) ->
     lines = [
         "# The seed's claims, measured", "",
         f"Written by `{command.strip()}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
-        f"commit `{provenance.git_commit()}`, machine: {machine['platform']}, {machine['cpus']} CPUs, "
+        f"commit `{provenance.git_commit()}`, machine: {machine['platform']}, {machine['cpus']} CPUs "
+        f"({machine['cpu']['model']}; bf16 features: {', '.join(machine['cpu']['bf16_flags'] or []) or 'none'}), "
         f"GPU: {machine['cuda'] or 'none'}; {minutes:.0f} min in all.", "",
         f"Budget: --steps {args.steps} (x2 in the overfit and SWA regimes; {args.short_steps} for the mixed-precision "
         f"arms), seeds {', '.join(map(str, args.seeds))}, --subset {args.subset}, --depth {args.depth}, "

@@ -52,6 +52,6 @@ def fp16_mixed(device_type: str, init_scale: float = 2.0**16) -> Precision:
 
 @PRECISIONS.register("auto")
 def auto(device_type: str) -> Precision:
-    # bf16 autocast is ~25x slower than fp32 on a CPU without bf16 matrix units (AMX); on CUDA it is the
-    # fast choice. CPUs differ too much to guess: there, bf16-mixed is an explicit choice.
+    # On CUDA bf16 is the fast choice. On a CPU its speed depends on the CPU's bf16 instructions (1.40x
+    # fp32 on the paper table's machine, docs/paper-table.md): too varied to guess, so an explicit choice.
     return bf16_mixed(device_type) if device_type == "cuda" else fp32(device_type)
