@@ -7,7 +7,7 @@ TORCH_INDEX ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install train prepare test bench-prep bench-train bench-generate bench-scale bench-quality paper-table clean
+.PHONY: help install train prepare test test-all lint bench-prep bench-train bench-generate bench-scale bench-quality paper-table clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -29,8 +29,14 @@ prepare: $(STAMP) ## convert and prepare the built-in Bach chorales
 train: $(STAMP) ## the main job: prepare data=bach and train the small model (~10 min on 2 cores)
 	$(PY) -m midiformer.train $(ARGS)
 
-test: $(STAMP) ## run the test suite
+test: $(STAMP) ## the fast inner loop: every test but the slow ones (-m "not slow"; a few minutes on 2 cores)
+	$(PY) -m pytest tests -m "not slow" $(ARGS)
+
+test-all: $(STAMP) ## every test, the slow ones too (subprocess training, torchrun, submitit, kill -9, search workers)
 	$(PY) -m pytest tests $(ARGS)
+
+lint: $(STAMP) ## ruff (configured in pyproject.toml)
+	$(VENV)/bin/ruff check midiformer tests benchmarks experiments
 
 bench-prep: $(STAMP) ## corpus preparation speed against MidiTok REMI
 	$(PY) benchmarks/bench_prep.py $(ARGS)

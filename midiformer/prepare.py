@@ -5,12 +5,11 @@ Prints the store's path on the last line; the trainer calls the same prepare_sto
 from __future__ import annotations
 
 import logging
-import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from midiformer.common import CONF_DIR, ConfigError
+from midiformer.common import CONF_DIR, exit_on_user_error
 from midiformer.data.store import Store, prepare_store, summary
 
 log = logging.getLogger(__name__)
@@ -18,10 +17,7 @@ log = logging.getLogger(__name__)
 
 @hydra.main(config_path=CONF_DIR, config_name="prepare", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    try:
-        path = prepare_store(cfg.data)
-    except ConfigError as error:
-        sys.exit(f"error: {error}")  # a bad option or folder: one line, no traceback
+    path = exit_on_user_error(prepare_store, cfg.data)  # a bad option or folder: one line, status 2
     manifest = Store(path).manifest
     for skipped in manifest["skipped"]:
         log.info("skipped %s: %s", skipped["file"], skipped["reason"])

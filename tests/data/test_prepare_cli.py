@@ -4,9 +4,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from midiformer.data.store import Store
 from tests.conftest import REPO
 from tests.data.conftest import copy_corpus
+
+pytestmark = pytest.mark.slow  # python -m midiformer.prepare in a subprocess
 
 
 def prepare(*overrides, tmp_path):
@@ -30,9 +34,9 @@ def test_prepare_a_folder_then_reuse_it(small_files, tmp_path):
 def test_a_folder_without_midi_files_fails_in_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     result = prepare("data=midi_dir", f"data.root={tmp_path / 'empty'}", tmp_path=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2  # every app: a bad option or file is one line and status 2
     expected = f"error: data.root={tmp_path / 'empty'}: no MIDI files (*.mid, *.midi) in this folder or below"
     assert result.stderr.strip() == expected
     result = prepare("data=midi_dir", tmp_path=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.strip() == "error: data.root is required for data=midi_dir: add data.root=DIR"

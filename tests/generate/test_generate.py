@@ -201,6 +201,7 @@ def test_bad_input_ends_with_one_line(case, trained_checkpoint, primer_song, tmp
     assert not list(tmp_path.glob("*.mid"))
 
 
+@pytest.mark.slow
 def test_the_command_line(trained_checkpoint, primer_song, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "midiformer.generate", f"checkpoint={trained_checkpoint}", f"primer={primer_song}",

@@ -42,6 +42,7 @@ def test_cached_and_uncached_generation_agree(which, trained_model, primer_song)
     assert not np.array_equal(cached[0].rows, cached[1].rows)  # the samples of a batch differ
 
 
+@pytest.mark.slow
 def test_samples_the_model_ends_stop_there_in_both_paths(trained_model, primer_song):
     start = primer.load_primer(primer_song, 96, seconds=1.5)
     cached, uncached = (run(trained_model, start, n_events=300, num_samples=4, allow_end=True, kv_cache=kv)
@@ -99,6 +100,7 @@ def test_every_sampled_event_is_valid(heads, primer_song, tmp_path):
         assert stats["notes"] == (np.concatenate([start, rows])[:, TYPE] == events.NOTE_ON).sum()
 
 
+@pytest.mark.slow
 def test_instruments_restrict_what_the_model_plays(primer_song):
     model = random_model()
     start = primer.start_row()
@@ -120,6 +122,7 @@ def test_an_unknown_instrument_is_refused(bad):
         parse_instruments(bad)
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_samples_and_another_seed_others():
     model, start = random_model(), primer.start_row()
     a, b, c = (run(model, start, n_events=60, seed=seed)[0].rows for seed in (3, 3, 4))

@@ -12,6 +12,8 @@ from midiformer.sweeps.report import make_report
 from midiformer.sweeps.runs import find_runs, read_run
 from tests.sweeps.conftest import run_module, tiny_overrides
 
+pytestmark = pytest.mark.slow  # a --multirun and the report in subprocesses
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

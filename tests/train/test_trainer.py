@@ -90,6 +90,7 @@ def _losses(run_dir):
     return [(m["step"], m.get("train/loss"), m.get("val/bits_per_event")) for m in read_metrics(run_dir)]
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_is_bitwise_equal(cache_dir, tmp_path):
     steps = ["trainer.max_steps=40", "trainer.ckpt_every=4", "trainer.val_every=10"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -181,6 +182,7 @@ def test_bad_options_are_refused_naming_the_option(tiny_cfg, override, option):
     assert option in str(error.value) and "\n" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_bad_option_on_the_command_line_is_one_line(cache_dir, tmp_path):
     result = subprocess.run(tiny_command(tmp_path, cache_dir, "model.d_model=33"), cwd=REPO, capture_output=True,
                             text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
