@@ -232,7 +232,7 @@ def validate_model_config(model_cfg: Any) -> None:
     if not isinstance(cfg.get("dropout"), (int, float)) or not 0 <= cfg.dropout < 1:
         raise ConfigError(f"model.dropout={cfg.get('dropout')!r} must be in [0, 1)")
     _check_options(POSITIONS, cfg.pos, d_model=1, n_head=1, max_seq_len=1)
-    POSITIONS.build(cfg.pos, d_model=cfg.d_model, n_head=cfg.n_head, max_seq_len=1)  # refuses its own bad shapes
+    POSITIONS.get(cfg.pos if isinstance(cfg.pos, str) else cfg.pos.name).check_shape(cfg.d_model, cfg.n_head)
     _check_options(NORM_POSITIONS, cfg.norm_position)
     _check_options(NORMS, cfg.norm, d_model=1)
     _check_options(INITS, cfg.init, model=None)

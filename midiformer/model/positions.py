@@ -2,7 +2,8 @@
 by `model/pos` (conf/model/pos/*.yaml).
 
 A positions module is built as `POSITIONS.build(cfg.model.pos, d_model=d, n_head=h, max_seq_len=n)`
-and called once per forward pass on the summed input embedding of rows start..end-1:
+and called once per forward pass on the summed input embedding of rows start..end-1 (before that,
+`check_shape(d_model, n_head)` refuses a shape the positions cannot serve, without building anything):
 
     x, rope = positions(x, start)      # x (B, T, d); rope: (cos, sin) for attention, or None
 
@@ -30,6 +31,10 @@ class LearnedPositions(nn.Embedding):
     def __init__(self, d_model: int, n_head: int, max_seq_len: int):
         super().__init__(max_seq_len, d_model)
 
+    @staticmethod
+    def check_shape(d_model: int, n_head: int) -> None:
+        """Any width and head count will do."""
+
     def forward(self, x: torch.Tensor, start: int = 0) -> tuple[torch.Tensor, None]:
         return x + self.weight[start:start + x.shape[1]], None
 
@@ -56,12 +61,16 @@ class RotaryPositions(nn.Module):
 
     def __init__(self, d_model: int, n_head: int, max_seq_len: int, base: float = 10000.0):
         super().__init__()
-        head_dim = d_model // n_head
-        if head_dim % 2:
-            raise ConfigError(f"model.pos=rope needs an even head size; d_model / n_head = {head_dim}")
-        cos, sin = rope_angles(head_dim, max_seq_len, base)
+        self.check_shape(d_model, n_head)
+        cos, sin = rope_angles(d_model // n_head, max_seq_len, base)
         self.register_buffer("cos", cos, persistent=False)  # recomputed on load: not in the state dict
         self.register_buffer("sin", sin, persistent=False)
+
+    @staticmethod
+    def check_shape(d_model: int, n_head: int) -> None:
+        """Channels rotate in pairs: the head size must be even."""
+        if (d_model // n_head) % 2:
+            raise ConfigError(f"model.pos=rope needs an even head size; d_model / n_head = {d_model // n_head}")
 
     def forward(self, x: torch.Tensor, start: int = 0) -> tuple[torch.Tensor, Rope]:
         end = start + x.shape[1]
