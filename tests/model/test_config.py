@@ -30,6 +30,18 @@ def test_a_bad_option_is_one_line_naming_it(key, value):
         MidiGPT(cfg)
 
 
+@pytest.mark.parametrize("pos", ["learned", "rope"])
+def test_validation_draws_nothing_from_the_global_generator(pos):
+    """Validating a config must not change the weights a seeded run starts from."""
+    import torch
+
+    torch.manual_seed(0)
+    validate_model_config(tiny_config(pos=pos))
+    after_validation = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(after_validation, torch.rand(3))
+
+
 def test_rope_needs_an_even_head_size():
     with pytest.raises(ConfigError, match="model.pos=rope"):
         validate_model_config(tiny_config(d_model=30, n_head=2, pos="rope"))
