@@ -42,19 +42,23 @@ import torch
 
 from midiformer.codec import events
 from midiformer.codec.events import (
-    COLUMN,
+    CHANNEL,
     END,
     FIELDS,
+    INSTRUMENT,
     MAX_TIME_SHIFT,
+    NOTE,
     NOTE_OFF,
     NOTE_ON,
     PROGRAM,
     START,
+    TIME,
     TIME_SHIFT,
+    TYPE,
+    VELOCITY,
     VOCAB,
 )
 
-TYPE, TIME, CHANNEL, INSTRUMENT, NOTE, VELOCITY = (COLUMN[f] for f in FIELDS)
 KEYS = 16 * 128  # (channel, pitch) pairs
 
 
