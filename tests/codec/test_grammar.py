@@ -21,6 +21,7 @@ def corpus(dev_data) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(songs), offsets
 
 
+@pytest.mark.slow  # all 473 dev files: 90 s on a loaded 2-core machine
 def test_the_masks_allow_every_row_of_every_dev_file(corpus):
     """Windows cut anywhere (mid-song, across song boundaries): each target is allowed by its mask."""
     rows, offsets = corpus

@@ -193,6 +193,7 @@ def test_a_store_folder_without_manifest_is_rebuilt(corpus_dir, tmp_path):
     assert prepare_store(cfg) == path and Store(path).manifest["songs"] > 0
 
 
+@pytest.mark.slow  # a pool of worker processes: 5-12 s on 2 cores
 def test_parallel_workers_write_the_same_store_as_one(small_store, small_files, tmp_path):
     root = small_store.manifest["root"]
     parallel = Store(prepare_store(data_config(root, tmp_path / "cache", num_workers=2)))
