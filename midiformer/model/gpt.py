@@ -5,7 +5,8 @@
 
 Logits at position t predict the fields of event t+1. Positions are learned (added to the input) or
 rotary (applied to queries and keys inside attention). Positions, norms and where they sit, inits and
-heads come from their registries (positions.py, norms.py, init.py, heads.py); `model_cfg` is the `cfg.model` node of conf/model/*.yaml.
+heads come from their registries (positions.py, norms.py, init.py, heads.py); `model_cfg` is the
+`cfg.model` node of conf/model/*.yaml.
 For generation, `hidden(new_rows, kv_cache)` runs only the new rows and attends to the keys and
 values cached for the earlier ones (sampling.py).
 """

@@ -108,7 +108,6 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.trainer.max_steps)
         self.precision = PRECISIONS.build(cfg.trainer.precision, device_type=device.type)
-        self.scaler = self.precision.scaler
         self.swa = SWAS.build(cfg.optim.swa, model=self.model, optimizer=self.optimizer,
                               max_steps=cfg.trainer.max_steps)
         self.step, self.best_val, self.elapsed, self.skipped_steps = 0, math.inf, 0.0, 0
@@ -125,6 +124,10 @@ class Trainer:
         self.train_model = torch.compile(ddp_model) if cfg.trainer.compile else ddp_model
         self.batches: BatchSource | None = None  # opened by fit() at the step it resumes from
         self.nonfinite = NonfiniteLosses(cfg.trainer.nonfinite_loss, device)
+
+    @property
+    def scaler(self) -> torch.amp.GradScaler:  # a checkpoint part (checkpoint.COMPONENTS)
+        return self.precision.scaler
 
     # --- setup ----------------------------------------------------------------------------------
 
@@ -178,7 +181,7 @@ class Trainer:
                 logits = self.train_model(inputs, targets, start.ticks)
                 nats, n_events = masked_field_losses(logits, targets, masks)
                 loss = loss_from(nats, n_events) / accum
-            self.scaler.scale(loss).backward()
+            self.precision.scaler.scale(loss).backward()
             totals += torch.stack([*(nats[f].detach().double() for f in events.FIELDS), n_events.double()])
         totals = distributed.all_reduce_sum(totals)
         if not self.nonfinite.keep(totals, self.step):
@@ -199,7 +202,7 @@ class Trainer:
                 "lr": self.optimizer.param_groups[0]["lr"]}
 
     def _apply_gradients(self) -> None:
-        scaler = self.scaler
+        scaler = self.precision.scaler
         if self.cfg.optim.grad_clip > 0:
             scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
