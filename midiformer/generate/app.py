@@ -20,6 +20,7 @@ from pathlib import Path
 import hydra
 import numpy as np
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -136,6 +137,18 @@ def generate(cfg: DictConfig, out_dir: str | Path) -> list[Path]:
         print(audio.HOW_TO_GET_AUDIO)
     print(f"{len(written)} sample(s) written to {out_dir.resolve()}")
     return written
+
+
+def score_continuations(checkpoint: str | Path, primers: str | Path, out_dir: str | Path,
+                        overrides: tuple[str, ...] = ()) -> dict:
+    """summary.json's content for a checkpoint's continuations of one primer per file of `primers`
+    (and an untrained model of the same shape unless overrides say baseline.untrained=false); the
+    other options are conf/generate.yaml's, changed by Hydra-style `overrides` (e.g. "num_samples=4")."""
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("generate", overrides=[f"checkpoint={checkpoint}", f"primers={primers}",
+                                             "baseline.untrained=true", f"out_dir={out_dir}", *overrides])
+    generate(cfg, out_dir)
+    return json.loads((Path(out_dir) / "summary.json").read_text())
 
 
 def argv_with_primer_file(argv: list[str]) -> list[str]:

@@ -7,7 +7,7 @@ the same for a model of the run's shape with fresh weights (out_dir/untrained/..
 summary.json (per metric: mean, std and count over every primer x sample, for the primer, the real
 continuation, the model and the untrained model) and summary.md (the same as a table).
 
-From Python (the paper table): `score_continuations(checkpoint, primers_dir, out_dir, overrides)`.
+From Python (the paper table): `app.score_continuations(checkpoint, primers_dir, out_dir, overrides)`.
 """
 from __future__ import annotations
 
@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from midiformer.common import CONF_DIR, USER_ERRORS, ConfigError
+from midiformer.common import USER_ERRORS, ConfigError
 from midiformer.generate import metrics, primer, sampling
 from midiformer.generate.outputs import write_sample
 
@@ -151,18 +150,3 @@ def write_summary(out_dir: Path, reports: dict[str, list[dict]], about: dict) ->
     (out_dir / "summary.md").write_text(summary_table(table))
     print(summary_table(table))
     return summary
-
-
-def score_continuations(checkpoint: str | Path, primers: str | Path, out_dir: str | Path,
-                        overrides: tuple[str, ...] = ()) -> dict:
-    """summary.json's content for a checkpoint's continuations of one primer per file of `primers`
-    (and an untrained model of the same shape unless overrides say baseline.untrained=false); the
-    other options are conf/generate.yaml's, changed by Hydra-style `overrides` (e.g. "num_samples=4")."""
-    from midiformer.generate.app import generate
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("generate", overrides=[f"checkpoint={checkpoint}", f"primers={primers}",
-                                             "baseline.untrained=true", f"out_dir={out_dir}", *overrides])
-    generate(cfg, out_dir)
-    return json.loads((Path(out_dir) / "summary.json").read_text())
-

@@ -32,9 +32,11 @@ COUNTERS = ("step", "best_val", "elapsed", "skipped_steps")
 # how often, what is logged, where the cache is, how many threads or workers. Anything else would
 # mix two runs in one folder; start a new folder instead (trainer.init_from=CKPT keeps the weights).
 RESUME_MAY_CHANGE = (
-    "trainer.max_steps", "trainer.val_every", "trainer.ckpt_every", "trainer.log_every", "trainer.val_batches",
-    "trainer.resume", "trainer.init_from", "trainer.num_threads", "trainer.compile", "trainer.nonfinite_loss",
-    "logger.*", "data.cache_dir", "data.num_workers", "data.eval_batch_size",
+    "trainer.max_steps", "trainer.max_time", "trainer.val_every", "trainer.ckpt_every", "trainer.log_every",
+    "trainer.val_batches", "trainer.sample_every", "trainer.sample_events", "trainer.sample_primer_events",
+    "trainer.resume", "trainer.init_from", "trainer.num_threads", "trainer.compile", "trainer.prefetch",
+    "trainer.peak_flops", "trainer.nonfinite_loss", "logger.*", "data.cache_dir", "data.num_workers",
+    "data.eval_batch_size",
 )
 # Model keys that do not change a parameter's name or shape: trainer.init_from may differ in them.
 INIT_FROM_MAY_CHANGE = ("model.dropout", "model.init.*", "model.embedding_init")

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from midiformer.common import exit_on_user_error
-from midiformer.generate.app import generate
-from midiformer.generate.scoring import score_continuations
+from midiformer.generate.app import generate, score_continuations
 from tests.generate.conftest import generate_cfg
 from tests.train.conftest import CORPUS
 
