@@ -142,6 +142,7 @@ def mido_note_ons(path) -> int:
     return sum(m.type == "note_on" and m.velocity > 0 for track in mido.MidiFile(path).tracks for m in track)
 
 
+@pytest.mark.slow  # the benchmark script in a subprocess: 7 s on 2 busy cores
 def test_a_missing_folder_is_a_one_line_error_naming_the_option(tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), "--train", str(tmp_path / "nowhere")], cwd=REPO,
                           capture_output=True, text=True, timeout=120, env=script_env())
