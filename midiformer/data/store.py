@@ -32,6 +32,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from midiformer.codec import events
+from midiformer.common import ConfigError
 from midiformer.data import corpus
 from midiformer.data.atomic import temporary_folder_beside
 from midiformer.data.sources import data_source

@@ -16,8 +16,8 @@ from midiformer.common import (
     positive_int,
 )
 from midiformer.data.augment import AUGMENTS
-from midiformer.data.store import codec_settings_of
 from midiformer.data.sources import DATA_SOURCES
+from midiformer.data.store import codec_settings_of
 from midiformer.model import LIKELIHOODS, validate_model_config
 from midiformer.train.distributed import check_batch_split
 from midiformer.train.optim import check_optimizer

@@ -72,10 +72,10 @@ def test_the_circle_check_sees_a_circle(tmp_path):
 
 
 DOC_LINK = re.compile(r"\b(docs[/_][\w./-]+\.md)")
-# Written on other branches at the time of writing (codec, SLURM): a link to
+# Written on other branches at the time of writing (SLURM): a link to
 # them is allowed until they land, and test_the_docs_of_other_branches_have_landed then fails (XPASS,
 # strict) to say that this set must be emptied.
-WRITTEN_ELSEWHERE = {"docs/codec.md", "docs/slurm.md"}
+WRITTEN_ELSEWHERE = {"docs/slurm.md"}
 
 
 @pytest.mark.parametrize("source", sorted([*CONF_DIR.rglob("*.yaml"), REPO / "README.md",
