@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from midiformer.model.gpt import Block
+from midiformer.model.norms import NORM_POSITIONS
 
 
 class PlainGPT(nn.Module):
@@ -21,7 +22,7 @@ class PlainGPT(nn.Module):
         self.pos_embed = nn.Embedding(max_seq_len, d_model)
         self.drop = nn.Dropout(dropout)
         make_norm = lambda: nn.LayerNorm(d_model)  # noqa: E731
-        self.blocks = nn.ModuleList(Block(d_model, n_head, dropout, make_norm, pre_norm=True) for _ in range(n_layer))
+        self.blocks = nn.ModuleList(Block(d_model, n_head, dropout, make_norm, NORM_POSITIONS.build("pre")) for _ in range(n_layer))
         self.final_norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size)
 
