@@ -72,10 +72,7 @@ def test_the_circle_check_sees_a_circle(tmp_path):
 
 
 DOC_LINK = re.compile(r"\b(docs[/_][\w./-]+\.md)")
-# Written on other branches at the time of writing (SLURM): a link to
-# them is allowed until they land, and test_the_docs_of_other_branches_have_landed then fails (XPASS,
-# strict) to say that this set must be emptied.
-WRITTEN_ELSEWHERE = {"docs/slurm.md"}
+
 
 
 @pytest.mark.parametrize("source", sorted([*CONF_DIR.rglob("*.yaml"), REPO / "README.md",
@@ -85,10 +82,5 @@ def test_every_linked_doc_exists(source):
     named = set(DOC_LINK.findall(text))
     if source.parent.name == "docs":  # docs link to each other by file name: [codec](codec.md)
         named |= {f"docs/{name}" for name in re.findall(r"\]\(([\w-]+\.md)", text)}
-    missing = sorted(name for name in named if not (REPO / name).is_file() and name not in WRITTEN_ELSEWHERE)
+    missing = sorted(name for name in named if not (REPO / name).is_file())
     assert not missing, f"{source.relative_to(REPO)} links to {', '.join(missing)}, which do not exist"
-
-
-@pytest.mark.xfail(strict=True, reason="docs written on other branches; once all have landed, empty WRITTEN_ELSEWHERE")
-def test_the_docs_of_other_branches_have_landed():
-    assert all((REPO / name).is_file() for name in WRITTEN_ELSEWHERE)
