@@ -67,7 +67,6 @@ def run_side(side: dict, shape: dict, paths: dict) -> dict:
 def run_midiformer(side: dict, shape: dict, paths: dict, run_dir: Path) -> dict:
     from midiformer.data.store import Store, prepare_store
     from midiformer.train.loop import train
-    from midiformer.train.metrics import unigram_report
 
     cfg = compose_config("config", midiformer_overrides(side, shape, Path(paths["train_root"]), Path(paths["cache_dir"])))
     train_started, cpu_started = time.perf_counter(), time.process_time()
@@ -81,7 +80,7 @@ def run_midiformer(side: dict, shape: dict, paths: dict, run_dir: Path) -> dict:
         raise RuntimeError(f"{held_out.path}: the held-out store does not hold every kept file")
     total_bits = report["model"]["bits_per_event"] * report["events"]
     train_store = Store(prepare_store(cfg.data))  # the store train() used: reused, not rebuilt
-    unigram = unigram_report(train_store.events("train"), held_out.events(STREAM_SPLIT), None)
+    unigram = report["unigram"]  # the evaluate app's: the checkpoint's own training field counts
     return {
         "total_bits": total_bits, "targets": report["events"],
         "unigram_total_bits": unigram["bits_per_event"] * report["events"],
