@@ -17,13 +17,13 @@ KEY_LABELS = {CURVE: "validation", "val/swa/bits_per_event": "validation, averag
               "train/bits_per_event": "training"}
 
 
-def _common_steps(runs: list[Run]) -> list[int]:
-    steps = [set(run.curve(CURVE)[0]) for run in runs]
+def _common_steps(runs: list[Run], key: str = CURVE) -> list[int]:
+    steps = [set(run.curve(key)[0]) for run in runs]
     return sorted(set.intersection(*steps)) if steps else []
 
 
-def _values_at(run: Run, steps: list[int]) -> list[float]:
-    curve = dict(zip(*run.curve(CURVE)))
+def _values_at(run: Run, steps: list[int], key: str = CURVE) -> list[float]:
+    curve = dict(zip(*run.curve(key)))
     return [curve[s] for s in steps]
 
 
@@ -72,11 +72,10 @@ def arms_png(arms: list[tuple[str, list[Run]]], title: str, path: Path,
     axes = figure.add_subplot()
     for index, (label, runs) in enumerate(arms):
         for key, style in zip(keys, ("-", "--", ":")):  # one colour per arm, one line style per metric
-            curves = [dict(zip(*run.curve(key))) for run in runs]
-            steps = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
+            steps = _common_steps(runs, key)
             if not steps:
                 continue
-            values = np.array([[c[s] for s in steps] for c in curves])
+            values = np.array([_values_at(run, steps, key) for run in runs])
             name = label if len(keys) == 1 else f"{label}, {KEY_LABELS.get(key, key)}"
             colour = f"C{index % 10}"
             axes.plot(steps, values.mean(axis=0), style, color=colour, marker=".", linewidth=1.4,
