@@ -36,7 +36,8 @@ from midiformer.common import ConfigError, exit_on_user_error
 REPO = Path(__file__).resolve().parents[1]
 # the team's layout keeps shared/ beside the checkout (or beside the folder of worktrees)
 DEV_DATA = Path(os.environ.get("MIDIFORMER_DEV_DATA") or next(
-    (folder / "shared" / "data" / "midi_dev" for folder in REPO.parents if (folder / "shared" / "data" / "midi_dev").is_dir()),
+    (folder / "shared" / "data" / "midi_dev" for folder in (*REPO.parents, Path("/work"))
+     if (folder / "shared" / "data" / "midi_dev").is_dir()),  # /work: a checkout elsewhere, as tests/conftest.py
     REPO.parent / "shared" / "data" / "midi_dev"))
 SPLITS = {"train": 0.9, "val": 0.05, "test": 0.05}  # midiformer's default data.splits
 MIDITOK_DEFAULT_GRID, MIDITOK_DEFAULT_VELOCITIES = 8, 32  # TokenizerConfig(): beat_res {(0, 4): 8, (4, 12): 4}
