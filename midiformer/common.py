@@ -20,6 +20,11 @@ LN2 = math.log(2)  # nats -> bits
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the Hydra configs of every app
 
 
+# what a rank other than 0 runs its Hydra job with: no .hydra/ folder, its log to stdout (torchrun's or
+# submitit's per-task stream), so rank 0 alone writes the run folder
+QUIET_RANK_OVERRIDES = ["hydra.output_subdir=null", "hydra/job_logging=stdout"]
+
+
 class ConfigError(ValueError):
     """A bad configuration value; the message is one line naming the option."""
 

@@ -21,10 +21,8 @@ from omegaconf import OmegaConf
 
 log = logging.getLogger(__name__)
 
-# what a task other than rank 0 runs the Hydra job with: no .hydra/ folder, log to stdout (submitit's file)
 POLL_S = 5  # seconds between looks at the jobs (submitit rate-limits its sacct calls by itself)
 LOST_AFTER_S = 60  # a job ended this long without its result file has none coming
-QUIET_RANK_OVERRIDES = ["hydra.output_subdir=null", "hydra/job_logging=stdout"]
 
 
 class _Checked:
@@ -34,6 +32,8 @@ class _Checked:
 
     def __call__(self, sweep_overrides: List[str], *args: Any, **kwargs: Any) -> JobReturn:
         import submitit
+
+        from midiformer.common import QUIET_RANK_OVERRIDES
 
         if submitit.JobEnvironment().global_rank > 0:
             sweep_overrides = [*sweep_overrides, *QUIET_RANK_OVERRIDES]

@@ -215,9 +215,19 @@ def run_on_submitit(cfg: DictConfig, study_dir: Path, shared: SharedStudy) -> No
             continue
         try:
             job.result()
-        except Exception as error:  # submitit's message holds the whole remote traceback
-            raise TrainingError(f"worker job {job.job_id} failed: {str(error).strip().splitlines()[-1]}; "
+        except Exception as error:
+            raise TrainingError(f"worker job {job.job_id} failed: {remote_error(error)}; "
                                 f"its log: {job.paths.stderr}") from None
+
+
+def remote_error(error: Exception) -> str:
+    """The exception line of a failed submitit job: its message wraps the remote traceback between dashed
+    lines, followed by where the logs are."""
+    message = str(error).strip()
+    parts = message.split("-" * 22)
+    trace = parts[1] if len(parts) >= 3 else message
+    lines = [line.strip() for line in trace.splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 def search(cfg: DictConfig, study_dir: str | Path) -> optuna.Study:

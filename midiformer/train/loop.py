@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -32,7 +33,7 @@ from tqdm import tqdm
 
 from midiformer.codec import events
 from midiformer.codec.grammar import SongStart
-from midiformer.common import CONF_DIR, LN2, exit_on_user_error, pick_device
+from midiformer.common import CONF_DIR, LN2, QUIET_RANK_OVERRIDES, ConfigError, exit_on_user_error, pick_device
 from midiformer.data.augment import AUGMENTS
 from midiformer.data.dataset import eval_batches, eval_window_count, train_batch
 from midiformer.data.store import Store, prepare_store
@@ -101,6 +102,9 @@ class Trainer:
         # the store's field counts)
         self.train_events, self.train_offsets = self.store.events("train"), self.store.offsets("train")
         self.val_events = self.store.events("val")
+        if len(self.val_events) < 2:  # no target to score: every validation would report 0.0 bits
+            raise ConfigError(f"data.splits={dict(cfg.data.splits)}: the validation split of {self.store.path} "
+                              f"holds {len(self.val_events)} rows; give it a share, or more files")
         self.augment = AUGMENTS.build(cfg.data.augment)
 
         self.model = MidiGPT(cfg.model).to(device)
@@ -385,8 +389,16 @@ def train(cfg: DictConfig, run_dir: str | Path,
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def main(cfg: DictConfig) -> float:
+def hydra_main(cfg: DictConfig) -> float:
     return exit_on_user_error(train, cfg, HydraConfig.get().runtime.output_dir)
+
+
+def main() -> float:
+    """python -m midiformer.train. Under torchrun, ranks other than 0 write nothing into the run folder
+    (the submitit launcher does the same for its tasks: hydra_plugins/midiformer_launchers)."""
+    if int(os.environ.get("RANK", "0")) > 0:
+        sys.argv.extend(QUIET_RANK_OVERRIDES)
+    return hydra_main()
 
 
 if __name__ == "__main__":

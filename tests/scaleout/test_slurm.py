@@ -121,6 +121,12 @@ def test_a_one_minute_time_limit_requeues_and_the_run_finishes(slurm_cluster, tm
     assert (summary["status"], summary["steps"]) == ("finished", steps)
 
 
+def worker_tracebacks(study_dir: Path) -> str:
+    """The end of every worker log that holds a traceback: what a failed search test shows."""
+    logs = [p.read_text() for p in (study_dir / "workers").glob("*/*_log.err")]
+    return "\n".join(text[text.index("Traceback"):][-2000:] for text in logs if "Traceback" in text)
+
+
 def test_a_search_whose_workers_are_requeued_mid_trial_ends_with_exactly_n_trials(slurm_cluster, tmp_path,  # noqa: F811
                                                                                     cache_dir):
     """2 workers (a job array) with a 2-minute time limit (SIGUSR2 60-90 s into each allocation), and
@@ -144,10 +150,10 @@ def test_a_search_whose_workers_are_requeued_mid_trial_ends_with_exactly_n_trial
         worker0 = next(j for j in job_ids(tmp_path) if j.endswith("_0"))
         subprocess.run(["scontrol", "requeue", worker0], check=True)
         stdout, stderr = process.communicate(timeout=1200)
-    assert process.returncode == 0, (stdout + stderr)[-3000:]
-
     study = load_study(storage_at(tmp_path / "study.db"), "search")
     trials = study.trials
+    assert process.returncode == 0, (stderr[-1500:], [(t.number, t.state.name, t.user_attrs.get("fail_reason"))
+                                                      for t in trials], worker_tracebacks(tmp_path))
     finished = counted(trials, (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
     assert len(finished) == n_trials and not retried(trials), [(t.number, t.state) for t in trials]
     assert [t.state for t in finished] == [TrialState.COMPLETE] * n_trials

@@ -217,3 +217,21 @@ def test_worker_resources_come_from_the_executor_group(cache_dir):
     assert 0 < cpu.slurm_signal_delay_s < cpu.timeout_min * 60 and cpu.slurm_additional_parameters.requeue
     gpu = hpo_config(cache_dir).hpo.executor
     assert gpu.gpus_per_node == 1 and gpu.slurm_max_num_timeout > 0
+
+
+def _raise_bad_value() -> None:
+    raise ValueError("the bad value")
+
+
+def test_a_failed_worker_is_named_by_its_exception_line(tmp_path):
+    """submitit wraps a job's traceback and then names its log paths: the error names the exception."""
+    import submitit
+
+    from midiformer.sweeps.hpo import remote_error
+
+    executor = submitit.AutoExecutor(folder=tmp_path / "%j", cluster="local")
+    executor.update_parameters(timeout_min=1)
+    job = executor.submit(_raise_bad_value)
+    with pytest.raises(Exception) as raised:
+        job.result()
+    assert remote_error(raised.value) == "ValueError: the bad value"

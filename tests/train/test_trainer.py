@@ -197,3 +197,11 @@ def test_dropout_masks_differ_between_ranks_and_repeat_on_resume():
     assert dropout_seed(0, 5, 0, 0) != dropout_seed(0, 5, 0, 1)
     assert dropout_seed(0, 5, 0, 0) != dropout_seed(0, 6, 0, 0) != dropout_seed(1, 5, 0, 0)
     assert dropout_seed(0, 5, 0, 1) == dropout_seed(0, 5, 0, 1)
+
+
+def test_a_store_without_validation_rows_is_refused_naming_the_splits(tiny_cfg, tmp_path):
+    """Without a validation split every validation would score nothing and report 0.0 bits."""
+    cfg = tiny_cfg("data.splits={train: 1.0, val: 0.0, test: 0.0}")
+    with pytest.raises(ConfigError, match=r"^data\.splits=.*the validation split of .* holds 0 rows") as error:
+        train(cfg, tmp_path)
+    assert "\n" not in str(error.value) and not (tmp_path / "checkpoints").exists()
