@@ -184,3 +184,38 @@ def _speed(speedup: float | None, device: str) -> str:
     if speedup >= 0.9 * SPEEDUP_CLAIMED:
         return f"3x faster: confirmed ({speedup:.1f}x events/s)"
     return f"3x faster: not confirmed ({speedup:.1f}x events/s on {device})"
+
+
+# --- the claim about samples: measured on continuations of held-out primers -------------------------
+
+@dataclass(frozen=True)
+class ContinuationClaim:
+    """The seed's closing claim, on what its samples do after the whistle. Measured on continuations of
+    held-out primers (generate/scoring.py): the trained `arm`'s, against the real continuations of the
+    same songs and against an untrained model of the same shape. Each metric is judged by its distance to
+    the real continuation's value, paired by seed: the untrained model's distance is the reference."""
+    name: str
+    statement: str
+    arm: Arm                      # whose final checkpoints continue the primers (trained in `regime`)
+    metrics: tuple[str, ...]      # rows of the continuation summary (generate/scoring.py ROWS)
+    regime: Regime = DEFAULT
+    at_scale: str = ""
+
+
+CONTINUATION = ContinuationClaim(
+    "continuation", "the transformer can reliably produce chords and learn the timing from the seed", BASELINE,
+    ("chord_rate", "onset_grid_distance_to_primer"), DEFAULT,
+    "a longer-trained model should approach the real continuations; four-part chorales make chords the norm")
+
+
+def continuation_verdict(comparisons: dict[str, Comparison]) -> str:
+    """confirmed when the trained model is closer to the real continuations than the untrained one on
+    every metric, every seed agreeing, beyond two standard errors."""
+    directions = {metric: comparison.direction() for metric, comparison in comparisons.items()}
+    if None in directions.values():
+        return "not measurable here: one seed, no spread to judge by"
+    closer = [metric for metric, direction in directions.items() if direction == "better"]
+    if len(closer) == len(directions):
+        return f"confirmed: closer to the real continuations than an untrained model on {', '.join(closer)}"
+    others = ", ".join(f"{metric} {directions[metric]}" for metric in directions if metric not in closer)
+    return f"not confirmed: {others}" + (f" (closer on {', '.join(closer)})" if closer else "")

@@ -13,6 +13,7 @@ killed table continues where it stopped. The claims and the judging rule are in 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shlex
@@ -22,13 +23,16 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from claims import CLAIMS, OVERFIT, Arm, Claim, Comparison, Regime, verdict
+from claims import CLAIMS, CONTINUATION, OVERFIT, Arm, Claim, Comparison, ContinuationClaim, Regime, \
+    continuation_verdict, verdict
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
 from midiformer import provenance
 from midiformer.common import ConfigError, exit_on_user_error
+from midiformer.data.store import Store
+from midiformer.generate.app import score_continuations
 from midiformer.sweeps.plots import arms_png
 from midiformer.sweeps.report import make_report, mean_std_text
 from midiformer.sweeps.runs import Run, read_run
@@ -40,8 +44,9 @@ log = logging.getLogger("paper_table")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="experiments/paper_table/run.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--claims", default=",".join(c.name for c in CLAIMS),
-                        help="comma-separated claims to run (default: all): " + ", ".join(c.name for c in CLAIMS))
+    names = [c.name for c in (*CLAIMS, CONTINUATION)]
+    parser.add_argument("--claims", default=",".join(names),
+                        help="comma-separated claims to run (default: all): " + ", ".join(names))
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, each arm trained once per seed")
     parser.add_argument("--steps", type=int, default=240,
                         help="training steps per run (trainer.max_steps; x2 in the overfit and SWA regimes)")
@@ -52,11 +57,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--short-steps", type=int, default=24,
                         help="steps for the mixed-precision arms (on a CPU, bf16 speed depends on the CPU: see "
                              "docs/paper-table.md)")
+    parser.add_argument("--primer-seconds", type=float, default=4.0,
+                        help="the continuation claim: seconds of each held-out song given as the primer")
+    parser.add_argument("--continue-seconds", type=float, default=8.0,
+                        help="the continuation claim: seconds of music each sample continues for")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "paper_table", help="the run folders")
     parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "RESULTS.md")
     parser.add_argument("overrides", nargs="*", help="training overrides for every arm, e.g. model=base")
     args = parser.parse_args(argv)
-    known = {c.name: c for c in CLAIMS}
+    known = {c.name: c for c in (*CLAIMS, CONTINUATION)}
     unknown = [name for name in args.claims.split(",") if name not in known]
     if unknown:
         parser.error(f"--claims: {', '.join(unknown)} unknown; choose from {', '.join(known)}")
@@ -64,7 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--subset: {args.subset} is not a training share in (0, 0.9)")
     if args.depth < 1 or args.width < 2 or args.width % 2:
         parser.error(f"--depth {args.depth} --width {args.width}: need at least 1 block and an even width")
-    args.claims = [known[name] for name in args.claims.split(",")]
+    chosen = [known[name] for name in args.claims.split(",")]
+    args.claims = [claim for claim in chosen if isinstance(claim, Claim)]  # judged on validation bits
+    args.samples = [claim for claim in chosen if isinstance(claim, ContinuationClaim)]  # judged on continuations
     args.seeds = [int(seed) for seed in args.seeds.split(",")]
     return args
 
@@ -108,8 +119,6 @@ def run_arm(regime: Regime, arm: Arm, seed: int, args: argparse.Namespace) -> Ru
     if run is None or run.status != "finished":
         train(cfg, run_dir)
         run = read_run(run_dir)
-    if run.number("best_val_bits_per_event") == 0:  # the trainer reports an empty validation split as 0 bits
-        raise ConfigError(f"{run_dir}: its validation split is empty (0 bits/event): a larger corpus or --subset")
     return run
 
 
@@ -171,6 +180,75 @@ def claim_row(claim: Claim, results: Results, args, png: str) -> list[str]:
                     f"{comparison.mean_diff:+.3f}{stderr} ({comparison.relative:+.1%})", judged, *tail]
 
 
+# --- the claim about samples -----------------------------------------------------------------------
+
+SAMPLES = 2  # continuations of each held-out primer (conf/generate.yaml num_samples)
+
+
+def continuation_options(args: argparse.Namespace, seed: int) -> tuple[str, ...]:
+    """Each held-out primer: --primer-seconds of its song, continued for --continue-seconds of music."""
+    return (f"primer.seconds={args.primer_seconds}", f"seconds={args.continue_seconds}", "n_events=4096",
+            f"num_samples={SAMPLES}", "progress=false", f"seed={seed}")
+
+
+def held_out_primers(run: Run, folder: Path) -> Path:
+    """A folder of links to the files of the run's test split: songs its model never trained on."""
+    store = Store(run.summary["store"])
+    root = Path(store.manifest["root"])
+    songs = store.songs("test")
+    if not songs:
+        raise ConfigError(f"{store.path}: its test split holds no song, so there is no held-out primer to continue "
+                          f"(data.splits, or a larger corpus)")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in songs:
+        link = folder / name.replace("/", "__")
+        if not link.is_symlink():
+            link.symlink_to(root / name)
+    return folder
+
+
+def continuation_summary(claim: ContinuationClaim, run: Run, seed: int, args: argparse.Namespace) -> dict:
+    """The continuation summary (generate/scoring.py) of a finished run's final weights, and of an untrained
+    model of its shape, on the held-out primers; reused when already written."""
+    out = run.path / "continuations"
+    if not (out / "summary.json").is_file():
+        log.info("%s: continuing the held-out primers with %s/%s seed %d", claim.name, claim.regime.name,
+                 claim.arm.name, seed)
+        primers = held_out_primers(run, args.out / claim.regime.name / "held_out_primers")
+        score_continuations(run.path / "checkpoints" / "last.pt", primers, out, continuation_options(args, seed))
+    return json.loads((out / "summary.json").read_text())
+
+
+def continuation_section(claim: ContinuationClaim, runs: dict[int, Run], args: argparse.Namespace) -> list[str]:
+    summaries = {seed: continuation_summary(claim, runs[seed], seed, args) for seed in sorted(runs)}
+    tables = {seed: summary["table"] for seed, summary in summaries.items()}
+
+    def per_seed(metric: str, column: str) -> list[float]:
+        return [tables[seed][metric][column]["mean"] for seed in sorted(tables)]
+
+    comparisons, lines = {}, []
+    for metric in claim.metrics:
+        real, model, untrained = (per_seed(metric, c) for c in ("real", "model", "untrained"))
+        comparisons[metric] = Comparison([abs(u - r) for u, r in zip(untrained, real)],
+                                         [abs(m - r) for m, r in zip(model, real)])
+        stderr = comparisons[metric].stderr
+        lines.append(f"| {metric} | {spread(real, 3)} | {spread(model, 3)} | {spread(untrained, 3)} | "
+                     f"{comparisons[metric].mean_diff:+.3f}{f' ± {stderr:.3f}' if stderr is not None else ''} |")
+    primers = next(iter(summaries.values()))["primers"]
+    return [
+        f"## {claim.name}: “{claim.statement}”", "",
+        f"Each held-out song (the test split, {primers} files) gives a primer of its first {args.primer_seconds:g} s, "
+        f"continued for {args.continue_seconds:g} s of music, {SAMPLES} samples, by the final weights of the `{claim.arm.name}` runs "
+        f"({regime_text(claim.regime, args)}) and by an untrained model of the same shape; `real` is the "
+        f"song's own next {args.continue_seconds:g} s. Mean ± std over seeds of each seed's mean over primers x samples. Δ = the "
+        f"trained model's distance to `real` minus the untrained model's, paired by seed (negative: closer). "
+        f"Metrics: generate/metrics.py (chord_rate: share of onsets with 3 or more pitches sounding; "
+        f"onset_grid_distance_to_primer: distance between the onset-in-beat histograms of the continuation and "
+        f"the primer). Every sample's figures: `{relative(str(next(iter(runs.values())).path / 'continuations'))}`.",
+        "", "| metric | real continuation | trained | untrained | Δ distance to real |", "|---|---:|---:|---:|---:|",
+        *lines, "", f"**Verdict:** {continuation_verdict(comparisons)}. At scale: {claim.at_scale}.", ""]
+
+
 def arm_rows(results: Results, arms: dict[tuple[str, str], Arm]) -> list[str]:
     keys = [("best_val_bits_per_event", 3), ("final_val_bits_per_event", 3), ("final_swa_val_bits_per_event", 3),
             ("final_train_loss", 3), ("steps", 0), ("events_per_s", 0), ("wall_time_s", 0)]
@@ -216,6 +294,8 @@ def write_results(args, results: Results, arms, minutes: float, report: Path) ->
         "| claim | the seed says | regime | reference | treatment | Δ bits/event | verdict | curves | at scale |",
         "|---|---|---|---|---|---|---|---|---|",
         *["| " + " | ".join(cells) + " |" for cells in rows], "",
+        *[line for claim in args.samples
+          for line in continuation_section(claim, results[(claim.regime.name, claim.arm.name)], args)],
         "## Every arm", "", *arm_rows(results, arms), "",
         f"Validation curves of every run: `{relative(str(report.resolve()))}` "
         f"(python -m midiformer.report {relative(str(args.out.resolve()))}).", "",
@@ -229,7 +309,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     args = parse_args(argv)
     arms = {(claim.regime.name, arm.name): arm for claim in args.claims for arm in claim_arms(claim)}
-    regimes = {claim.regime.name: claim.regime for claim in args.claims}
+    arms.update({(claim.regime.name, claim.arm.name): claim.arm for claim in args.samples})
+    regimes = {claim.regime.name: claim.regime for claim in (*args.claims, *args.samples)}
     results: Results = {key: {} for key in arms}
     started, total = time.perf_counter(), len(arms) * len(args.seeds)
     for seed in args.seeds:  # every arm once before any arm twice: a table cut short still compares

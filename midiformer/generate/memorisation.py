@@ -59,7 +59,7 @@ def _tokens(onset: np.ndarray, pitch: np.ndarray, is_drum: np.ndarray, song: np.
     order = np.lexsort((key, onset, song))
     onset, key, song = onset[order], key[order], song[order]
     gap = np.diff(onset, prepend=onset[:1])
-    gap[np.r_[True, song[1:] != song[:-1]]] = 0  # a song's first note: no gap
+    gap[np.r_[True, song[1:] != song[:-1]][:len(gap)]] = 0  # a song's first note: no gap (and no notes: none)
     return ((np.minimum(gap, _MAX_GAP) << 8) | key).astype(np.int32)
 
 

@@ -73,3 +73,12 @@ def test_the_index_is_built_once_and_cached_in_the_store_folder(index, store):
     assert info.stat().st_mtime_ns == built and again.info == json.loads(info.read_text())
     assert again.info["notes"] == sum(events.count_notes(song_rows(store, "train", i))
                                       for i in range(len(store.offsets("train")) - 1))
+
+
+def test_a_continuation_without_a_note_has_no_copied_run(index, store):
+    """A sample may hold no note-on at all (an untrained model's continuation of a short primer)."""
+    rows = song_rows(store, "train", 0)
+    silent = rows[rows[:, events.COLUMN["type"]] != events.NOTE_ON][:50]
+    assert len(note_tokens(silent)) == 0
+    report = index.check(note_tokens(silent))
+    assert report["longest_run"] == 0 and report["share_in_runs"] == 0.0

@@ -128,8 +128,12 @@ def slurm_cluster() -> str:
 
 
 class ReleaseRequeued:
-    """While active, starts requeued jobs at once: SLURM holds a requeued job ~2 min (reason BeginTime),
-    which would make each requeue test minutes long. Counts the releases."""
+    """While active, starts requeued jobs within seconds: SLURM holds a requeued job ~2 min (reason
+    BeginTime), which would make each requeue test minutes long. Not at once: a job started in the second
+    its old instance's credential was revoked on the node fails at launch ("Job credential revoked",
+    slurmctld.log), which is why SLURM waits. Counts the releases."""
+
+    DELAY_S = 10
 
     def __init__(self, poll_s: float = 1.0):
         import threading
@@ -139,12 +143,19 @@ class ReleaseRequeued:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        from datetime import datetime
+
         while not self._stop.wait(self.poll_s):
-            queue = subprocess.run(["squeue", "-h", "-t", "PD", "-o", "%i %r"], capture_output=True, text=True)
+            queue = subprocess.run(["squeue", "-h", "-t", "PD", "-o", "%i|%r|%S"], capture_output=True, text=True)
             for line in queue.stdout.splitlines():
-                job_id, reason = line.split(maxsplit=1)
-                if reason.strip() == "BeginTime":
-                    subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], capture_output=True)
+                job_id, reason, start = line.split("|")
+                try:
+                    wait_s = (datetime.fromisoformat(start.strip()) - datetime.now()).total_seconds()
+                except ValueError:  # N/A: not scheduled yet
+                    continue
+                if reason.strip() == "BeginTime" and wait_s > 2 * self.DELAY_S:  # not released yet
+                    subprocess.run(["scontrol", "update", f"jobid={job_id}", f"StartTime=now+{self.DELAY_S}"],
+                                   capture_output=True)
                     self.released.append(job_id)
 
     def __enter__(self) -> "ReleaseRequeued":

@@ -105,13 +105,14 @@ def test_sigusr2_requeues_the_job_and_it_resumes_bitwise(slurm_cluster, two_node
 def test_a_one_minute_time_limit_requeues_and_the_run_finishes(slurm_cluster, tmp_path, cache_dir):  # noqa: F811
     """timeout_min=1, signal_delay_s=15: SIGUSR2 15-45 s into each allocation (SLURM sends it up to 60 s
     early, by its timer's resolution); a run of a few allocations of steps goes through requeues (each a
-    time-out for submitit) and finishes where it should."""
-    steps = 1000
+    time-out for submitit) and finishes where it should. 2000 steps: on a quiet machine 1000 steps of this
+    model (about 30 s) could end inside the first allocation, before any signal."""
+    steps = 2000
     command = slurm_train_command(tmp_path, cache_dir, "hydra.launcher.timeout_min=1",
                                   "hydra.launcher.signal_delay_s=15", f"trainer.max_steps={steps}",
                                   "trainer.val_every=500", "trainer.ckpt_every=500", "trainer.log_every=100")
     with ReleaseRequeued() as release:
-        result = run(command, timeout=900)
+        result = run(command, timeout=1500)
     [job] = job_ids(tmp_path)
     rank0 = (tmp_path / ".submitit" / job / f"{job}_0_log.out").read_text()
     assert "this job is timed-out" in rank0 and "Requeued job" in rank0, result.stderr[-2000:]

@@ -105,3 +105,29 @@ def test_an_unknown_claim_is_a_one_line_error(tmp_path):
 def test_a_subset_outside_a_training_share_is_a_one_line_error(tmp_path):
     done = run_module(RUN_PY, "--subset", "0.97", "--out", str(tmp_path))
     assert done.returncode == 2 and "--subset: 0.97 is not a training share" in done.stderr
+
+
+@pytest.mark.slow
+def test_the_claim_about_samples_compares_continuations_with_the_real_ones(tmp_path, cache_dir):
+    """--claims continuation: the baseline runs continue held-out primers; the section gives the real
+    continuation, the trained and the untrained model per metric, a distance, and a verdict."""
+    out = tmp_path
+    command = [RUN_PY, "--claims", "continuation", "--seeds", "0,1", "--steps", "8", "--primer-seconds", "0.5",
+               "--continue-seconds", "2", "--out", str(out / "runs"),
+               "--results", str(out / "RESULTS.md"), *tiny_overrides(cache_dir),
+               "data.splits={train: 0.7, val: 0.1, test: 0.2}"]
+    done = run_module(*command, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = (out / "RESULTS.md").read_text()
+    section = results.split("## continuation: “the transformer can reliably produce chords and learn the timing")[1]
+    rows = {line.split(" | ")[0].strip("| "): line for line in section.splitlines() if line.startswith("| ")}
+    assert {"chord_rate", "onset_grid_distance_to_primer"} <= set(rows)
+    assert re.search(r"\*\*Verdict:\*\* (confirmed|not confirmed)", section), section[:2000]
+    for seed in (0, 1):
+        summary = out / "runs" / "default" / "baseline" / f"seed{seed}" / "continuations" / "summary.json"
+        table = __import__("json").loads(summary.read_text())["table"]
+        assert {"real", "model", "untrained"} <= set(table["chord_rate"])
+        assert table["chord_rate"]["model"]["n"] >= 2  # primers x samples
+    before = summary.stat().st_mtime
+    assert run_module(*command, timeout=600).returncode == 0
+    assert summary.stat().st_mtime == before  # reused, not generated again
