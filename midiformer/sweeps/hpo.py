@@ -215,7 +215,10 @@ def run_on_submitit(cfg: DictConfig, study_dir: Path, shared: SharedStudy) -> No
             continue
         try:
             job.result()
-        except Exception as error:
+        except submitit.core.utils.UncompletedJobError:  # cancelled or killed: gone, like the ones above
+            log.warning("worker job %s ended without a result (%s): a trial it left running is retried by another "
+                        "worker once its heartbeat is stale; its log: %s", job.job_id, job.state, job.paths.stderr)
+        except Exception as error:  # an exception in the worker: a bug, not a lost machine
             raise TrainingError(f"worker job {job.job_id} failed: {remote_error(error)}; "
                                 f"its log: {job.paths.stderr}") from None
 

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -143,19 +144,15 @@ class ReleaseRequeued:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        from datetime import datetime
-
+        released_at: dict[str, float] = {}  # squeue shows no start time for a held job: remember our own
         while not self._stop.wait(self.poll_s):
-            queue = subprocess.run(["squeue", "-h", "-t", "PD", "-o", "%i|%r|%S"], capture_output=True, text=True)
+            queue = subprocess.run(["squeue", "-h", "-t", "PD", "-o", "%i|%r"], capture_output=True, text=True)
             for line in queue.stdout.splitlines():
-                job_id, reason, start = line.split("|")
-                try:
-                    wait_s = (datetime.fromisoformat(start.strip()) - datetime.now()).total_seconds()
-                except ValueError:  # N/A: not scheduled yet
-                    continue
-                if reason.strip() == "BeginTime" and wait_s > 2 * self.DELAY_S:  # not released yet
+                job_id, reason = line.split("|", 1)
+                if reason.strip() == "BeginTime" and time.time() - released_at.get(job_id, 0.0) > 6 * self.DELAY_S:
                     subprocess.run(["scontrol", "update", f"jobid={job_id}", f"StartTime=now+{self.DELAY_S}"],
                                    capture_output=True)
+                    released_at[job_id] = time.time()
                     self.released.append(job_id)
 
     def __enter__(self) -> "ReleaseRequeued":

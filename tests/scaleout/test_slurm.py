@@ -228,3 +228,50 @@ def test_a_task_takes_as_many_threads_as_the_cpus_slurm_gave_it(slurm_cluster, t
     executor = submitit.AutoExecutor(folder=tmp_path / "%j", cluster="slurm")
     executor.update_parameters(timeout_min=5, cpus_per_task=2, mem_gb=1, slurm_partition=slurm_cluster)
     assert executor.submit(_threads_in_a_task).result() == (2, 2)
+
+
+def test_a_search_whose_worker_is_cancelled_for_good_retries_its_trial_on_the_other(slurm_cluster, tmp_path,  # noqa: F811
+                                                                                      cache_dir):
+    """2 workers; worker 0 is `scancel`led mid-trial (no requeue: it is gone for good). The submitting
+    command names the lost job and goes on; after grace_period_s without a heartbeat its trial is failed
+    and retried by worker 1, which resumes it from its checkpoint in the same folder. The study ends with
+    exactly n_trials counted, all complete: the failed original is replaced, not counted."""
+    n_trials = 3
+    command = [sys.executable, "-m", "midiformer.hpo", *tiny_overrides(cache_dir, *TINY_SPACE),
+               f"hpo.n_trials={n_trials}", "hpo.workers=2", "hpo.cluster=slurm", "hpo/executor=cpu",
+               f"hpo.executor.slurm_partition={slurm_cluster}", "hpo.executor.timeout_min=20",
+               "hpo.storage.heartbeat_interval_s=2", "hpo.storage.grace_period_s=20", "hpo/pruner=none",
+               "hpo.poll_s=2", "trainer.max_steps=800", "trainer.val_every=400", "trainer.ckpt_every=100",
+               "trainer.log_every=100", f"hydra.run.dir={tmp_path}"]
+    process = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    storage = tmp_path / "study.db"
+
+    def worker0_trial() -> Path | None:
+        if not storage.exists():
+            return None
+        trials = load_study(storage_at(storage), "search").trials
+        mine = [t for t in trials if str(t.user_attrs.get("worker", "")).endswith("_0") and "run_dir" in t.user_attrs]
+        return tmp_path / mine[0].user_attrs["run_dir"] if mine else None
+
+    wait_until(lambda: (folder := worker0_trial()) is not None and (folder / "checkpoints" / "last.pt").exists(),
+               process, 300, "worker 0's trial at its first checkpoint")
+    dead_folder = worker0_trial()
+    worker0 = next(j for j in job_ids(tmp_path) if j.endswith("_0"))
+    subprocess.run(["scancel", worker0], check=True)
+    stdout, stderr = process.communicate(timeout=1200)
+    trials = load_study(storage_at(storage), "search").trials
+    assert process.returncode == 0, (stderr[-1500:], [(t.number, t.state.name, t.user_attrs.get("fail_reason"))
+                                                      for t in trials], worker_tracebacks(tmp_path))
+    assert f"worker job {worker0} ended without a result (CANCELLED" in stderr  # named, and the search went on
+
+    [dead] = [t for t in trials if t.state == TrialState.FAIL]
+    assert retried(trials) == {dead.number} and tmp_path / dead.user_attrs["run_dir"] == dead_folder
+    assert [t.state for t in counted(trials, (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))] == \
+        [TrialState.COMPLETE] * n_trials
+    [retry] = [t for t in trials if t.number != dead.number and t.user_attrs["run_dir"] == dead.user_attrs["run_dir"]]
+    assert retry.params == dead.params and not retry.user_attrs["worker"].endswith("_0")
+    worker1_log = "".join(p.read_text() for p in (tmp_path / "workers").glob("*_1/*_0_log.err"))
+    assert f"resuming from {dead_folder / 'checkpoints' / 'last.pt'}" in worker1_log
+    summary = json.loads((dead_folder / "summary.json").read_text())
+    assert (summary["status"], summary["steps"]) == ("finished", 800)
