@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -32,7 +33,20 @@ def synthesizer(soundfont: str | None = None) -> tuple[str, Path] | None:
     return (program, font) if program and font else None
 
 
+# SLURM signals every process of a job step (SIGUSR2 before a time limit, SIGTERM at preemption); the
+# trainer stops cleanly on them after what it is doing, so FluidSynth, rendering a sample during training,
+# must not die of them. A signal blocked at fork stays blocked in the child across exec.
+STOP_SIGNALS = {signal.SIGUSR2, signal.SIGTERM}
+
+
 def render_wav(midi_path: str | Path, wav_path: str | Path, synth: tuple[str, Path], sample_rate: int = 44100) -> None:
     program, font = synth
-    subprocess.run([program, "-ni", "-F", str(wav_path), "-r", str(sample_rate), str(font), str(midi_path)],
-                   check=True, capture_output=True)
+    command = [program, "-ni", "-F", str(wav_path), "-r", str(sample_rate), str(font), str(midi_path)]
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # ours arrive now, to our handlers
+    stdout, stderr = process.communicate()
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, command, stdout, stderr)

@@ -15,6 +15,8 @@ so a run with samples trains exactly as one without.
 from __future__ import annotations
 
 import json
+import logging
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,8 @@ from midiformer.codec import events
 from midiformer.data.store import codec_settings_of
 from midiformer.generate import audio, metrics, primer, sampling
 from midiformer.generate.pianoroll import save_pianoroll
+
+log = logging.getLogger("midiformer.train")
 
 SAMPLE_SEED = 0
 LOGGED = ("notes", "chord_rate", "polyphony", "scale_consistency", "groove_consistency", "median_beats_melodic",
@@ -72,7 +76,10 @@ def write_training_sample(model: torch.nn.Module, cut: primer.Cut, step: int, ru
     stem.with_suffix(".json").write_text(json.dumps({"step": step, "metrics": report}, indent=1) + "\n")
     synth = audio.synthesizer()
     if synth is not None:
-        audio.render_wav(mid, wav, synth)
+        try:
+            audio.render_wav(mid, wav, synth)
+        except (OSError, subprocess.CalledProcessError) as error:  # a side product: never the run's end
+            log.warning("step %d: no audio for the sample (%s)", step, str(error).splitlines()[0])
     if sinks is not None:
         scalars = {f"sample/{name}": report["continuation"][name] for name in LOGGED
                    if report["continuation"].get(name) is not None}

@@ -43,3 +43,43 @@ def test_the_wav_sounds_for_as_long_as_the_midi_plays(name, dev_data, tmp_path):
 def test_a_system_general_midi_soundfont_is_preferred():
     font = audio.find_soundfont()
     assert font is not None and font.stat().st_size > 1_000_000
+
+
+def _signal_children_named(program: str, signum: int, sent: list[int], stop) -> None:
+    """Send `signum` to our child process running `program` once it shows up in /proc (SLURM signals every
+    process of a job step, FluidSynth included)."""
+    import os
+    from pathlib import Path
+
+    me = str(os.getpid())
+    while not stop.is_set() and not sent:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                name = stat.with_name("comm").read_text().strip()
+            except OSError:
+                continue
+            if fields[1] == me and name == program:
+                os.kill(int(stat.parent.name), signum)
+                sent.append(int(stat.parent.name))
+                return
+        stop.wait(0.005)
+
+
+def test_a_sigusr2_to_fluidsynth_while_it_renders_does_not_kill_it(dev_data, tmp_path):
+    """A time limit's SIGUSR2 reaches FluidSynth too while a sample renders during training: the render
+    still completes (the trainer stops cleanly on its own copy of the signal)."""
+    import signal
+    import threading
+
+    stop, sent = threading.Event(), []
+    sender = threading.Thread(target=_signal_children_named, args=("fluidsynth", signal.SIGUSR2, sent, stop))
+    sender.start()
+    try:
+        audio.render_wav(dev_data / "openmsx" / "coconut_run2.mid", tmp_path / "song.wav", SYNTH)
+    finally:
+        stop.set()
+        sender.join()
+    assert sent, "FluidSynth ended before it could be signalled: the test proved nothing"
+    pcm, _ = read_wav(tmp_path / "song.wav")
+    assert np.sqrt((pcm ** 2).mean()) > 1e-3

@@ -83,3 +83,23 @@ def test_samples_go_to_wandb_offline(runs, tmp_path):
     sinks.close()
     media = {p.suffix for p in tmp_path.glob("wandb/offline-run-*/files/media/**/*") if p.is_file()}
     assert ".png" in media and (".wav" in media or not wav.exists())
+
+
+def test_a_failed_render_costs_the_sample_its_audio_not_the_run(tmp_path, dev_data, monkeypatch, caplog):
+    """FluidSynth failing (a crash, a signal) leaves the sample without its .wav and the run going."""
+    import logging
+    import subprocess
+
+    def broken_render(midi_path, wav_path, synth, sample_rate=44100):
+        raise subprocess.CalledProcessError(-12, ["fluidsynth"])
+
+    monkeypatch.setattr(audio, "synthesizer", lambda soundfont=None: ("fluidsynth", tmp_path / "font.sf2"))
+    monkeypatch.setattr(audio, "render_wav", broken_render)
+    cfg = compose_config(*TINY, f"data.cache_dir={tmp_path / 'cache'}", "trainer.max_steps=2", "trainer.val_every=2",
+                         "trainer.sample_events=20", "trainer.sample_every=2", "data/codec=seed")
+    with caplog.at_level(logging.WARNING):
+        train(cfg, tmp_path / "run")
+    assert "step 2: no audio for the sample" in caplog.text
+    names = sorted(p.name for p in (tmp_path / "run" / "samples").iterdir())
+    assert names == ["step_000002.json", "step_000002.mid", "step_000002.png"]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "finished"
