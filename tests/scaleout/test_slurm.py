@@ -263,7 +263,7 @@ def test_a_search_whose_worker_is_cancelled_for_good_retries_its_trial_on_the_ot
     trials = load_study(storage_at(storage), "search").trials
     assert process.returncode == 0, (stderr[-1500:], [(t.number, t.state.name, t.user_attrs.get("fail_reason"))
                                                       for t in trials], worker_tracebacks(tmp_path))
-    assert f"worker job {worker0} ended without a result (CANCELLED" in stderr  # named, and the search went on
+    assert f"worker job {worker0} ended without a result (CANCELLED" in stdout + stderr  # named; the search went on
 
     [dead] = [t for t in trials if t.state == TrialState.FAIL]
     assert retried(trials) == {dead.number} and tmp_path / dead.user_attrs["run_dir"] == dead_folder
