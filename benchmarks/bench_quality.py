@@ -19,9 +19,9 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
@@ -171,16 +171,19 @@ def run_all(sides: list[dict], shape: dict, paths: dict, threads: int) -> dict[s
     for side in sides:  # every run starts afresh: an old last.pt would be resumed, old metrics misread
         shutil.rmtree(Path(paths["work_dir"]) / side["name"], ignore_errors=True)
     results, started = {}, time.perf_counter()
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        running = {pool.submit(quality_sides.run_side, side, shape, worker_paths): side["name"] for side in sides}
+    # a Pool, not a ProcessPoolExecutor: leaving the block for any reason (an error, Ctrl-C, SIGTERM, which
+    # main() turns into SystemExit) terminates the workers instead of leaving them training as orphans
+    with get_context("spawn").Pool(workers) as pool:
+        running = {side["name"]: pool.apply_async(quality_sides.run_side, (side, shape, worker_paths)) for side in sides}
         while running:
-            done, _ = wait(running, timeout=60, return_when=FIRST_COMPLETED)
-            for future in done:
-                results[running.pop(future)] = future.result()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not any(r.ready() for r in running.values()):
+                time.sleep(1)
+            for name in [name for name, result in running.items() if result.ready()]:
+                results[name] = running.pop(name).get()
             if running:
                 status = ", ".join(f"{name} {last_step(Path(paths['work_dir']) / name)}/{shape['steps']}"
-                                   if future.running() else f"{name} queued"
-                                   for future, name in sorted(running.items(), key=lambda item: item[1]))
+                                   for name in sorted(running))
                 print(f"[{(time.perf_counter() - started) / 60:5.1f} min] steps: {status}", flush=True)
     return results
 
@@ -232,6 +235,7 @@ def field_table(results: dict[str, dict]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # `kill`: the workers go too
     try:
         import miditok  # noqa: F401
         import symusic  # noqa: F401

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import mido
 import numpy as np
@@ -147,3 +148,38 @@ def test_a_missing_folder_is_a_one_line_error_naming_the_option(tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), "--train", str(tmp_path / "nowhere")], cwd=REPO,
                           capture_output=True, text=True, timeout=120, env=script_env())
     assert done.returncode == 2 and f"--train {tmp_path / 'nowhere'}: not a folder" in done.stderr
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_a_killed_bench_takes_its_training_workers_with_it(tmp_path):
+    """`kill` (SIGTERM) of bench-quality ends the side workers too: none is left training as an orphan."""
+    import signal
+    import time
+
+    picked, _ = tiny_corpus(tmp_path / "midi")
+    command = [sys.executable, str(SCRIPT), "--train", str(tmp_path / "midi"), "--steps", "100000", "--layers", "1",
+               "--d-model", "16", "--heads", "2", "--context", "32", "--batch", "2", "--threads", "2",
+               "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "quality.json")]
+    process = subprocess.Popen(command, cwd=REPO, env=script_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, workers = time.time() + 300, []
+    while time.time() < deadline and not any((tmp_path / "work" / side / "metrics.jsonl").exists()
+                                             for side in ("midiformer@96", "REMI@default")):
+        time.sleep(0.5)
+    workers = [pid for pid in _children(process.pid) if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert workers, "no side worker was training: the test would prove nothing"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) != 0
+    time.sleep(2)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()
+                and "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()], "orphaned side workers"
