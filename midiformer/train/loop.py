@@ -19,7 +19,6 @@ import logging
 import math
 import os
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -33,7 +32,7 @@ from tqdm import tqdm
 
 from midiformer.codec import events
 from midiformer.codec.grammar import SongStart
-from midiformer.common import CONF_DIR, LN2, QUIET_RANK_OVERRIDES, ConfigError, exit_on_user_error, pick_device
+from midiformer.common import CONF_DIR, LN2, ConfigError, exit_on_user_error, pick_device
 from midiformer.data.augment import AUGMENTS
 from midiformer.data.dataset import eval_batches, eval_window_count, train_batch
 from midiformer.data.store import Store, prepare_store
@@ -389,16 +388,8 @@ def train(cfg: DictConfig, run_dir: str | Path,
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def hydra_main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float:
     return exit_on_user_error(train, cfg, HydraConfig.get().runtime.output_dir)
-
-
-def main() -> float:
-    """python -m midiformer.train. Under torchrun, ranks other than 0 write nothing into the run folder
-    (the submitit launcher does the same for its tasks: hydra_plugins/midiformer_launchers)."""
-    if int(os.environ.get("RANK", "0")) > 0:
-        sys.argv.extend(QUIET_RANK_OVERRIDES)
-    return hydra_main()
 
 
 if __name__ == "__main__":
