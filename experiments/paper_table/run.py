@@ -23,8 +23,18 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from claims import CLAIMS, CONTINUATION, OVERFIT, Arm, Claim, Comparison, ContinuationClaim, Regime, \
-    continuation_verdict, verdict
+from claims import (
+    CLAIMS,
+    CONTINUATION,
+    OVERFIT,
+    Arm,
+    Claim,
+    Comparison,
+    ContinuationClaim,
+    Regime,
+    continuation_verdict,
+    verdict,
+)
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
