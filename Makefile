@@ -53,7 +53,7 @@ bench-scale: $(STAMP) ## prepare, start-up, memory and evaluation at N/10 and N 
 bench-quality: $(STAMP) ## held-out bits/note and bits/second against MidiTok REMI and MIDILike + a plain GPT (~50 min on 2 cores, est.)
 	$(PY) benchmarks/bench_quality.py $(ARGS)
 
-paper-table: $(STAMP) ## every claim of the seed in its own regime -> experiments/paper_table/RESULTS.md + a PNG per claim (~100 min on 2 cores, est.; nohup ... &)
+paper-table: $(STAMP) ## every claim of the seed in its own regime -> experiments/paper_table/RESULTS.md + a PNG per claim (one seed: 93 min of one process on 2 busy cores, docs/paper-table.md; nohup ... &)
 	$(PY) experiments/paper_table/run.py $(ARGS)
 
 clean:
