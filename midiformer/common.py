@@ -5,6 +5,7 @@ Apps (train, evaluate, generate, hpo, prepare, report) import from here, never f
 from __future__ import annotations
 
 import math
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -19,6 +20,10 @@ from midiformer.codec.midi import MidiError
 LN2 = math.log(2)  # nats -> bits
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the Hydra configs of every app
 
+
+# the signals a run stops cleanly on (train/preemption.py), in order of precedence: a requeue (SIGUSR2, a
+# time limit) beats a plain stop (SIGTERM); SLURM sends them to every process of a job step
+STOP_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
 
 # what a rank other than 0 runs its Hydra job with: no .hydra/ folder, its log to stdout (torchrun's or
 # submitit's per-task stream), so rank 0 alone writes the run folder

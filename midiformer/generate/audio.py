@@ -13,6 +13,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+from midiformer.common import STOP_SIGNALS
+
 SYSTEM_SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2",
                      "/usr/share/soundfonts/default.sf2", "/usr/share/sounds/sf2/default-GM.sf2")
 HOW_TO_GET_AUDIO = ("no .wav written: install FluidSynth and a General MIDI SoundFont (e.g. `apt install fluidsynth "
@@ -33,15 +35,12 @@ def synthesizer(soundfont: str | None = None) -> tuple[str, Path] | None:
     return (program, font) if program and font else None
 
 
-# SLURM signals every process of a job step (SIGUSR2 before a time limit, SIGTERM at preemption); the
-# trainer stops cleanly on them after what it is doing, so FluidSynth, rendering a sample during training,
-# must not die of them. A signal blocked at fork stays blocked in the child across exec.
-STOP_SIGNALS = {signal.SIGUSR2, signal.SIGTERM}
-
-
 def render_wav(midi_path: str | Path, wav_path: str | Path, synth: tuple[str, Path], sample_rate: int = 44100) -> None:
     program, font = synth
     command = [program, "-ni", "-F", str(wav_path), "-r", str(sample_rate), str(font), str(midi_path)]
+    # SLURM signals every process of a job step; the trainer stops cleanly on STOP_SIGNALS after what it is
+    # doing, so FluidSynth, rendering a sample during training, must not die of them. A signal blocked at
+    # fork stays blocked in the child across exec.
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -27,7 +27,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.storages.journal import JournalFileOpenLock
 from optuna.trial import FrozenTrial, TrialState
 
-from midiformer.common import ConfigError
+from midiformer.common import STOP_SIGNALS, ConfigError
 from midiformer.sweeps.study import open_storage
 
 log = logging.getLogger("midiformer.hpo")
@@ -113,8 +113,7 @@ class SharedStudy:
         """(trial, resumed): this worker's own RUNNING trial, else a retry or a new trial while the study
         holds fewer than n_trials; None when there is nothing left for this worker to start. SIGUSR2 and
         SIGTERM wait until the claim is recorded: a trial asked for but not yet named would be an orphan."""
-        blocked = {signal.SIGUSR2, signal.SIGTERM}
-        signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         self.lock.acquire()
         try:
             fail_stale_trials(self.study)
@@ -136,7 +135,7 @@ class SharedStudy:
             return trial, resumed
         finally:
             self.lock.release()
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
     def _fail_orphans(self) -> None:
         """RUNNING trials no worker of ours asked for (a killed search of an older version, a notebook's

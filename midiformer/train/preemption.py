@@ -19,7 +19,7 @@ from typing import Callable, NoReturn
 
 import torch
 
-SIGNALS = (signal.SIGUSR2, signal.SIGTERM)  # in order of precedence: a requeue beats a plain stop
+from midiformer.common import STOP_SIGNALS
 
 
 class StopSignals:
@@ -29,7 +29,7 @@ class StopSignals:
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> "StopSignals":
-        for signum in SIGNALS:
+        for signum in STOP_SIGNALS:
             try:
                 self._previous[signum] = signal.signal(signum, self._handle)
             except ValueError:  # not the main thread: signals cannot be caught here
@@ -52,8 +52,8 @@ class StopSignals:
                   device: torch.device | str = "cpu") -> bool:
         """Has any rank been signalled? Every rank must agree, or the collectives would hang; and on
         which signal, so that rank 0 (the one submitit lets requeue) knows of a SIGUSR2 sent to rank 3."""
-        flags = all_reduce(torch.tensor([float(s in self.received) for s in SIGNALS], device=device))
-        self.signum = next((s for s, flag in zip(SIGNALS, flags.tolist()) if flag > 0), None)
+        flags = all_reduce(torch.tensor([float(s in self.received) for s in STOP_SIGNALS], device=device))
+        self.signum = next((s for s, flag in zip(STOP_SIGNALS, flags.tolist()) if flag > 0), None)
         return self.signum is not None
 
     def hand_over(self, barrier: Callable[[], None] = lambda: None) -> NoReturn:
@@ -90,11 +90,11 @@ class StopVote:
         # a plain host-to-GPU copy waits for the whole stream: the flags go through two pinned buffers
         # in turn (a buffer is reused two calls later, after the read that waited for its copy)
         pinned = torch.device(device).type == "cuda"
-        self._buffers = [torch.zeros(len(SIGNALS) + 1, pin_memory=pinned) for _ in range(2)]
+        self._buffers = [torch.zeros(len(STOP_SIGNALS) + 1, pin_memory=pinned) for _ in range(2)]
         self._calls = 0
 
     def __call__(self, time_up: bool) -> tuple[bool, bool]:
-        flags = [float(s in self.signals.received) for s in SIGNALS] + [float(time_up)]
+        flags = [float(s in self.signals.received) for s in STOP_SIGNALS] + [float(time_up)]
         if self.enabled:
             buffer = self._buffers[self._calls % 2]
             self._calls += 1
@@ -104,5 +104,5 @@ class StopVote:
             if agreed is None:
                 return False, False
             flags = agreed
-        self.signals.signum = next((s for s, flag in zip(SIGNALS, flags) if flag > 0), None)
+        self.signals.signum = next((s for s, flag in zip(STOP_SIGNALS, flags) if flag > 0), None)
         return self.signals.signum is not None, flags[-1] > 0
