@@ -38,12 +38,7 @@ def curves_png(runs: list[Run], title: str, path: Path) -> Path:
     if len(runs) > 1 and steps:
         values = np.array([_values_at(run, steps) for run in runs])
         axes.fill_between(steps, values.min(axis=0), values.max(axis=0), alpha=0.2, label="spread over seeds")
-    axes.set(title=title, xlabel="step", ylabel="validation bits/event")
-    axes.title.set_fontsize(9)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    figure.savefig(path, dpi=110)
-    return path
+    return _save(figure, axes, path, title, "validation bits/event", legend_size=8, title_size=9)
 
 
 def overview_png(groups: list[tuple[str, list[Run]]], path: Path) -> Path:
@@ -58,11 +53,7 @@ def overview_png(groups: list[tuple[str, list[Run]]], path: Path) -> Path:
         mean, std = values.mean(axis=0), values.std(axis=0, ddof=1) if len(runs) > 1 else 0 * values[0]
         axes.plot(steps, mean, linewidth=1.4, label=label[:60])
         axes.fill_between(steps, mean - std, mean + std, alpha=0.15)
-    axes.set(title="validation bits/event, mean over seeds (± std)", xlabel="step", ylabel="bits/event")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7)
-    figure.savefig(path, dpi=110)
-    return path
+    return _save(figure, axes, path, "validation bits/event, mean over seeds (± std)", "bits/event", legend_size=7)
 
 
 def arms_png(arms: list[tuple[str, list[Run]]], title: str, path: Path,
@@ -82,10 +73,17 @@ def arms_png(arms: list[tuple[str, list[Run]]], title: str, path: Path,
                       label=f"{name} ({len(runs)} seeds)")
             if len(runs) > 1:
                 axes.fill_between(steps, values.min(axis=0), values.max(axis=0), color=colour, alpha=0.15)
-    axes.set(title=title, xlabel="step", ylabel="bits/event")
-    axes.title.set_fontsize(9)
+    return _save(figure, axes, path, title, "bits/event", legend_size=7, title_size=9)
+
+
+def _save(figure: Figure, axes, path: Path, title: str, ylabel: str, legend_size: int,
+          title_size: int | None = None) -> Path:
+    """The finish every curve figure shares: labels, grid, legend, written at 110 dpi."""
+    axes.set(title=title, xlabel="step", ylabel=ylabel)
+    if title_size is not None:
+        axes.title.set_fontsize(title_size)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=7)
+    axes.legend(fontsize=legend_size)
     figure.savefig(path, dpi=110)
     return path
 
