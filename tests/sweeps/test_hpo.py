@@ -13,6 +13,7 @@ import time
 import optuna
 import pytest
 from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from midiformer.common import ConfigError
 from midiformer.sweeps.hpo import FINISHED, INTERRUPTED, WORKER, run_worker, search
@@ -45,7 +46,7 @@ def killed_and_rerun(tmp_path_factory, cache_dir):
         assert process.poll() is None, process.stderr.read()[-3000:]
         time.sleep(0.05)
         if study is None and (study_dir / "study.db").exists():
-            with contextlib.suppress(ConfigError):  # the file is there, the study not yet
+            with contextlib.suppress(ConfigError, SQLAlchemyError):  # the file is there, the study (or its tables) not yet
                 study = load_study(storage_at(study_dir / "study.db"), "search")
     process.send_signal(signal.SIGKILL)
     process.wait()
