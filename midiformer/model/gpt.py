@@ -22,11 +22,11 @@ from torch import nn
 from midiformer.codec.events import FIELDS, VOCAB
 from midiformer.codec.grammar import onset_ticks
 from midiformer.common import ConfigError
-from midiformer.model import coarse
 from midiformer.model.heads import HEADS
 from midiformer.model.init import EMBEDDING_INITS, INITS
 from midiformer.model.norms import NORM_POSITIONS, NORMS, NormPosition
 from midiformer.model.positions import POSITIONS, Rope, apply_rope
+from midiformer.model.values import ValueTables
 from midiformer.registry import Registry
 
 BEATS_PER_BAR = 4  # the codec keeps no time signature: 4/4, the common case, for the bar-position input
@@ -144,8 +144,8 @@ class MidiGPT(nn.Module):
         self.d_model, self.max_seq_len, self.fields = cfg.d_model, cfg.max_seq_len, FIELDS
         make_norm = lambda: NORMS.build(cfg.norm, d_model=cfg.d_model)  # noqa: E731
 
-        bins = dict(cfg.get("coarse_bins") or {})  # shared tables for neighbouring values: model/coarse.py
-        self.embed = nn.ModuleList(coarse.embedding(VOCAB[name], cfg.d_model, bins.get(name)) for name in FIELDS)
+        tables = ValueTables.from_config(cfg, VOCAB)  # plain, coarse-binned or ordinal values: model/values.py
+        self.embed = nn.ModuleList(tables.embedding(name, VOCAB[name], cfg.d_model) for name in FIELDS)
         # Where each row falls in the beat and in a 4-beat bar (from the running sum of the time gaps):
         # the metrical position that REMI spells out as Bar/Position tokens, given to the model directly.
         self.ticks_per_beat = cfg.ticks_per_beat if cfg.get("beat_phase") else None
@@ -158,7 +158,7 @@ class MidiGPT(nn.Module):
         residual = NORM_POSITIONS.build(cfg.norm_position)
         self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_head, cfg.dropout, make_norm, residual) for _ in range(cfg.n_layer))
         self.final_norm = make_norm() if residual.final_norm else nn.Identity()  # post-norm blocks end normalised
-        self.heads = HEADS.build(cfg.heads, d_model=cfg.d_model, vocab=VOCAB, coarse_bins=bins)
+        self.heads = HEADS.build(cfg.heads, d_model=cfg.d_model, vocab=VOCAB, tables=tables)
 
         INITS.build(cfg.init, model=self)
         EMBEDDING_INITS.build(cfg.embedding_init, model=self)
@@ -176,15 +176,17 @@ class MidiGPT(nn.Module):
         if end > self.max_seq_len:
             raise ValueError(f"sequence of {end} events is longer than model.max_seq_len={self.max_seq_len}")
         x = self.embed_norm(sum(table(inputs[..., k]) for k, table in enumerate(self.embed)))
-        if self.ticks_per_beat:
+        ticks = None
+        if self.ticks_per_beat or self.pos_embed.needs_ticks:
             if start_ticks is None and kv_cache is not None:
                 start_ticks = kv_cache.ticks
             ticks = onset_ticks(inputs, start_ticks)
             if kv_cache is not None:
                 kv_cache.ticks = ticks[:, -1]
+        if self.ticks_per_beat:
             beat = ticks.div(self.ticks_per_beat, rounding_mode="floor")
             x = x + self.beat_phase_embed(ticks % self.ticks_per_beat) + self.bar_beat_embed(beat % BEATS_PER_BAR)
-        x, rope = self.pos_embed(x, start)  # learned: added to x; rope: rotations for attention
+        x, rope = self.pos_embed(x, start, ticks)  # learned: added to x; rope: rotations for attention
         x = self.drop(x)
         caches = kv_cache.layers if kv_cache is not None else [None] * len(self.blocks)
         for block, cache in zip(self.blocks, caches):

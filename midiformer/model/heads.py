@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from midiformer.model import coarse
+from midiformer.model.values import ValueTables
 from midiformer.registry import Registry
 
 HEADS = Registry("model.heads")
@@ -25,10 +25,10 @@ HEADS = Registry("model.heads")
 class ParallelHeads(nn.Module):
     """Every field from the hidden state alone: the fields of one event are independent given h."""
 
-    def __init__(self, d_model: int, vocab: dict[str, int], coarse_bins: dict[str, int] | None = None):
+    def __init__(self, d_model: int, vocab: dict[str, int], tables: ValueTables | None = None):
         super().__init__()
-        self.fields, bins = tuple(vocab), dict(coarse_bins or {})
-        self.out = nn.ModuleList(coarse.linear(d_model, size, bins.get(name)) for name, size in vocab.items())
+        self.fields, tables = tuple(vocab), tables or ValueTables()
+        self.out = nn.ModuleList(tables.linear(name, d_model, size) for name, size in vocab.items())
 
     def field_logits(self, h: torch.Tensor, field_index: int, chosen: torch.Tensor | None = None) -> torch.Tensor:
         return self.out[field_index](h)
@@ -48,14 +48,14 @@ class CascadeHeads(nn.Module):
     on the chosen channel), which a linear head on z_k cannot express.
     """
 
-    def __init__(self, d_model: int, vocab: dict[str, int], coarse_bins: dict[str, int] | None = None):
+    def __init__(self, d_model: int, vocab: dict[str, int], tables: ValueTables | None = None):
         super().__init__()
-        self.fields, bins = tuple(vocab), dict(coarse_bins or {})
+        self.fields, tables = tuple(vocab), tables or ValueTables()
         sizes = list(vocab.values())
-        self.embed = nn.ModuleList(coarse.embedding(size, d_model, bins.get(name))  # the last is never fed back
+        self.embed = nn.ModuleList(tables.embedding(name, size, d_model)  # the last is never fed back
                                    for name, size in list(vocab.items())[:-1])
         self.mix = nn.ModuleList([nn.Identity()] + [nn.Sequential(nn.Linear(d_model, d_model), nn.GELU()) for _ in sizes[1:]])
-        self.out = nn.ModuleList(coarse.linear(d_model, size, bins.get(name)) for name, size in vocab.items())
+        self.out = nn.ModuleList(tables.linear(name, d_model, size) for name, size in vocab.items())
 
     def field_logits(self, h: torch.Tensor, field_index: int, chosen: torch.Tensor | None = None) -> torch.Tensor:
         z = h

@@ -9,7 +9,7 @@ from midiformer.model.gpt import causal_mask_after
 from tests.model.conftest import split, tiny_config, windows
 
 
-@pytest.mark.parametrize("pos", ["learned", "rope"])
+@pytest.mark.parametrize("pos", ["learned", "rope", "rope_time"])
 @pytest.mark.parametrize("norm_position", ["pre", "post"])
 def test_cached_hidden_states_equal_the_full_window(songs, pos, norm_position):
     torch.manual_seed(0)

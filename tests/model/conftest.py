@@ -36,7 +36,8 @@ def split(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def tiny_config(norm: str = "layernorm", init: str = "pytorch", **overrides):
     """cfg.model for conf/model/tiny.yaml with a norm from conf/model/norm, the default positions and heads
-    (conf/model/pos/learned.yaml, conf/model/heads/parallel.yaml; `pos="rope"` etc. override by name) and an init by name."""
+    (learned positions, not the apps' rope_time: conf/model/pos/learned.yaml, and conf/model/heads/parallel.yaml;
+    `pos="rope"` etc. override by name) and an init by name."""
     cfg = OmegaConf.load(CONF_DIR / "model" / "tiny.yaml")
     cfg.pop("defaults")  # Hydra's defaults list of the preset: its choices are set below
     cfg.ticks_per_beat = 96  # in the apps: ${data.codec.ticks_per_beat}

@@ -106,7 +106,7 @@ def test_a_position_or_head_by_bare_name_on_the_command_line_builds_the_same_mod
     assert not any(k.startswith("pos_embed") for k in by_name.state_dict())  # rope saves nothing
 
 
-@pytest.mark.parametrize("option, registered", [("model.pos=alibi", "learned, rope"),
+@pytest.mark.parametrize("option, registered", [("model.pos=alibi", "learned, rope, rope_time"),
                                                 ("model.heads=serial", "cascade, parallel"),
                                                 ("model.norm_position=sandwich", "post, pre")])
 def test_an_unknown_choice_is_refused_listing_the_registered_ones(option, registered):

@@ -22,7 +22,7 @@ def test_logits_have_one_table_per_field(songs):
         assert table.shape == (2, 16, events.VOCAB[name])
 
 
-@pytest.mark.parametrize("pos", ["learned", "rope"])
+@pytest.mark.parametrize("pos", ["learned", "rope", "rope_time"])
 @pytest.mark.parametrize("heads", ["parallel", "cascade"])
 def test_logits_at_t_do_not_see_later_events(songs, pos, heads):
     model = build(pos=pos, heads=heads)
@@ -91,6 +91,32 @@ def test_rope_depends_on_relative_position_only():
         return (qi * kj).sum()
     torch.testing.assert_close(score(3, 1), score(20, 18))
     torch.testing.assert_close(apply_rope(q.view(1, 1, 1, 8), cos[:1], sin[:1]).flatten(), q)  # position 0: identity
+
+
+def test_rope_time_scores_depend_on_the_differences_in_rows_and_ticks_only():
+    from midiformer.model.positions import TimeRotaryPositions, apply_rope
+
+    positions = TimeRotaryPositions(d_model=32, n_head=2, max_seq_len=64, ticks_per_beat=96)
+    q, k = torch.randn(16), torch.randn(16)
+    def score(i, j, tick_i, tick_j):
+        ticks = torch.tensor([[tick_i, tick_j]])
+        _, (cos, sin) = positions(torch.zeros(1, 2, 32), 0, ticks)  # rows 0 and 1 of a window
+        _, (cos_i, sin_i) = positions(torch.zeros(1, 1, 32), i, ticks[:, :1])
+        _, (cos_j, sin_j) = positions(torch.zeros(1, 1, 32), j, ticks[:, 1:])
+        qi, kj = apply_rope(q.view(1, 1, 1, 16), cos_i, sin_i), apply_rope(k.view(1, 1, 1, 16), cos_j, sin_j)
+        return (qi * kj).sum()
+    # the same gaps deep into a long song: the angles keep their precision (float64, modulo 2 pi)
+    torch.testing.assert_close(score(5, 2, 480, 96), score(40, 37, 3_000_384, 2_999_999 + 1), atol=1e-4, rtol=1e-4)
+    assert not torch.isclose(score(5, 2, 480, 96), score(5, 2, 480, 120))  # another time apart: another score
+    assert not torch.isclose(score(5, 2, 480, 96), score(6, 2, 480, 96))   # another row apart, too
+
+
+def test_rope_time_hidden_states_do_not_depend_on_where_the_window_starts_in_time(songs):
+    model = build(pos="rope_time")
+    inputs, _ = split(windows(songs, batch=2, length=24))
+    at_zero = model.hidden(inputs, start_ticks=torch.tensor([0, 0]))
+    later = model.hidden(inputs, start_ticks=torch.tensor([96 * 4, 1_234_567]))
+    torch.testing.assert_close(later, at_zero, atol=1e-5, rtol=1e-5)  # only differences of time count
 
 
 def test_longer_than_max_seq_len_is_refused(songs):
