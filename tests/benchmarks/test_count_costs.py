@@ -1,0 +1,37 @@
+"""benchmarks/count_costs.py: the pairs each count model sees, and its code length."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from midiformer.codec import events
+
+
+def row(kind, time, channel=0, note=0, velocity=0):
+    values = {"type": kind, "time": time, "channel": channel, "note": note, "velocity": velocity}
+    return [values.get(f, 0) for f in events.FIELDS]
+
+
+def test_durations_onset_gaps_and_previous_velocities_come_from_the_rows():
+    from count_costs import sequences
+
+    song = np.array([row(events.START, 0),
+                     row(events.NOTE_ON, 0, 0, 60, 80), row(events.NOTE_ON, 0, 1, 64, 50),
+                     row(events.NOTE_ON, 24, 0, 60, 90),  # the same pitch again before the first ends
+                     row(events.NOTE_OFF, 24, 0, 60), row(events.NOTE_OFF, 0, 1, 64), row(events.NOTE_OFF, 48, 0, 60),
+                     row(events.END, 0)])
+    pairs = sequences(song)
+    assert [v for _, v in pairs["duration"]] == [48, 48, 72]  # first in, first out; channel 1's note 48
+    assert [v for _, v in pairs["onset gap"]] == [0, 0, 24]
+    assert pairs["velocity | previous on the channel"] == [(-1, 80), (-1, 50), (80, 90)]
+    assert [v for _, v in pairs["row gap"]] == [0, 0, 24, 24, 0, 48, 0]
+
+
+def test_the_cost_is_the_smoothed_count_code_length():
+    from count_costs import cost_bits
+
+    train, test = [(0, 1), (0, 1), (0, 2)], [(0, 1), (0, 3)]
+    # 3 values seen in all; p(1) = 2.5 / 4.5, p(3) = 0.5 / 4.5
+    assert cost_bits(train, test) == pytest.approx(-math.log2(2.5 / 4.5) - math.log2(0.5 / 4.5))
