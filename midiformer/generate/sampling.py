@@ -101,9 +101,11 @@ def shaped_logits(logits: torch.Tensor, allowed: torch.Tensor, how: FieldSamplin
     return logits
 
 
-def sample_event(model, h: torch.Tensor, state: SongState, settings: Settings,
+def sample_event(model, context: tuple, state: SongState, settings: Settings,
                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """The next event of every sample from h (B, d): rows (B, F) and the model's log-probs (B, F)."""
+    """The next event of every sample from model.next_context's (h (B, d), memory): rows (B, F) and the
+    model's log-probs (B, F)."""
+    h, memory = context
     batch, n_fields = h.shape[0], len(events.FIELDS)
     chosen = torch.zeros(batch, n_fields, dtype=torch.long, device=h.device)
     logprobs = torch.zeros(batch, n_fields, dtype=torch.float32, device=h.device)
@@ -112,7 +114,7 @@ def sample_event(model, h: torch.Tensor, state: SongState, settings: Settings,
         applies = applies_to[chosen[:, TYPE], k]  # field 0 (type) always: chosen[:, TYPE] is 0 = START here
         if not applies.any():  # e.g. the velocity of note_offs only: every sample gets 0, no draw is made
             continue
-        logits = model.field_logits(h, k, chosen[:, :k]).float()
+        logits = model.field_logits(h, k, chosen[:, :k], memory).float()
         allowed = state.allowed(k, chosen[:, :k])
         probs = shaped_logits(logits, allowed, settings.fields[k]).softmax(-1)
         value = torch.multinomial(probs, 1, generator=generator)[:, 0]  # the same draws for the same values
@@ -134,18 +136,19 @@ class ContextWindow:
             raise ConfigError(f"slide={self.slide} must be in [1, model.max_seq_len={model.max_seq_len})")
         self.start, self.cache = 0, None
 
-    def last_hidden(self, end: int) -> torch.Tensor:
-        """h (B, d) after rows[:, :end], the model seeing at most max_seq_len of them."""
+    def next_context(self, end: int) -> tuple:
+        """model.next_context after rows[:, :end] (h (B, d) of the last, and the heads' memory), the model
+        seeing at most max_seq_len of them."""
         if end - self.start > self.model.max_seq_len:  # full: jump, and the cache starts again
             self.start, self.cache = end - (self.model.max_seq_len - self.slide), None
         # the grid tick of the row before the window (rows[:, 0] is the song's START: the sum of the gaps)
         ticks = self.rows[:, :self.start, TIME].sum(1) if self.start else None
         if not self.kv_cache:
-            return self.model.hidden(self.rows[:, self.start:end], start_ticks=ticks)[:, -1]
+            return self.model.next_context(self.rows[:, self.start:end], start_ticks=ticks)
         if self.cache is None:
             self.cache = self.model.new_kv_cache()
-            return self.model.hidden(self.rows[:, self.start:end], self.cache, start_ticks=ticks)[:, -1]
-        return self.model.hidden(self.rows[:, end - 1:end], self.cache)[:, -1]
+            return self.model.next_context(self.rows[:, self.start:end], self.cache, start_ticks=ticks)
+        return self.model.next_context(self.rows[:, end - 1:end], self.cache)
 
 
 @torch.inference_mode()
@@ -173,7 +176,7 @@ def sample(model, primer: np.ndarray, settings: Settings, seed: int = 0) -> list
     bar = tqdm(total=batch * settings.n_events, unit="event", unit_scale=True, disable=not settings.progress,
                desc=f"sampling {batch} x")
     for step in range(settings.n_events):
-        event, logprobs[:, step] = sample_event(model, window.last_hidden(first + step), state, settings, generator)
+        event, logprobs[:, step] = sample_event(model, window.next_context(first + step), state, settings, generator)
         rows[:, first + step] = event
         state.update(event, running)
         stops = event[:, TYPE] == events.END

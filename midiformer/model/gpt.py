@@ -22,7 +22,7 @@ from torch import nn
 from midiformer.codec.events import FIELDS, VOCAB
 from midiformer.codec.grammar import onset_ticks
 from midiformer.common import ConfigError
-from midiformer.model.heads import HEADS
+from midiformer.model.heads import HEADS, Memory
 from midiformer.model.init import EMBEDDING_INITS, INITS
 from midiformer.model.norms import NORM_POSITIONS, NORMS, NormPosition
 from midiformer.model.positions import POSITIONS, Rope, apply_rope
@@ -60,6 +60,7 @@ class KVCache:
 
     def __init__(self, n_layer: int, max_seq_len: int):
         self.layers = [LayerCache(max_seq_len) for _ in range(n_layer)]
+        self.head = LayerCache(max_seq_len)  # the look-up keys and values of heads that remember the rows
         self.ticks: torch.Tensor | None = None
 
     def __len__(self) -> int:
@@ -158,7 +159,7 @@ class MidiGPT(nn.Module):
         residual = NORM_POSITIONS.build(cfg.norm_position)
         self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.n_head, cfg.dropout, make_norm, residual) for _ in range(cfg.n_layer))
         self.final_norm = make_norm() if residual.final_norm else nn.Identity()  # post-norm blocks end normalised
-        self.heads = HEADS.build(cfg.heads, d_model=cfg.d_model, vocab=VOCAB, tables=tables)
+        self.heads = HEADS.build(cfg.heads, d_model=cfg.d_model, vocab=VOCAB, tables=tables, n_head=cfg.n_head)
 
         INITS.build(cfg.init, model=self)
         EMBEDDING_INITS.build(cfg.embedding_init, model=self)
@@ -171,6 +172,11 @@ class MidiGPT(nn.Module):
         """inputs (B, T, F) -> final hidden states (B, T, d); row t sees events 0..t only.
         With a kv_cache, inputs are the events that follow the cached ones (positions shift by its length).
         start_ticks (B,): grid tick of the row before inputs[:, 0] (None: inputs begin a song, or follow the cache)."""
+        return self.run(inputs, kv_cache, start_ticks)[0]
+
+    def run(self, inputs: torch.Tensor, kv_cache: KVCache | None = None, start_ticks: torch.Tensor | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor, Rope | None]:
+        """hidden's work -> (hidden states (B, T, d), the input rows' embeddings (B, T, d), the rotation or None)."""
         start = len(kv_cache) if kv_cache is not None else 0
         end = start + inputs.shape[1]
         if end > self.max_seq_len:
@@ -186,23 +192,42 @@ class MidiGPT(nn.Module):
         if self.ticks_per_beat:
             beat = ticks.div(self.ticks_per_beat, rounding_mode="floor")
             x = x + self.beat_phase_embed(ticks % self.ticks_per_beat) + self.bar_beat_embed(beat % BEATS_PER_BAR)
+        rows = x
         x, rope = self.pos_embed(x, start, ticks)  # learned: added to x; rope: rotations for attention
         x = self.drop(x)
         caches = kv_cache.layers if kv_cache is not None else [None] * len(self.blocks)
         for block, cache in zip(self.blocks, caches):
             x = block(x, rope, cache)
-        return self.final_norm(x)
+        return self.final_norm(x), rows, rope
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor | None = None,
                 start_ticks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """inputs (B, T, F) events, targets (B, T, F) the next events (IGNORE-masked; cascade heads
         are teacher-forced on them), start_ticks (B,) see hidden -> {field: logits (B, T, V_field)}."""
-        return self.heads(self.hidden(inputs, start_ticks=start_ticks), targets)
+        h, rows, rope = self.run(inputs, start_ticks=start_ticks)
+        if not self.heads.remembers:
+            return self.heads(h, targets)
+        return self.heads(h, targets, (*self.heads.memory(rows, rope), rope))
 
-    def field_logits(self, h_last: torch.Tensor, field_index: int, chosen_so_far: torch.Tensor | None = None) -> torch.Tensor:
-        """For a sampler: h_last (B, d) from hidden(...)[:, -1], chosen_so_far (B, k) the values already
-        sampled for fields 0..k-1 of the next event (k = field_index) -> logits (B, V) of field k."""
-        return self.heads.field_logits(h_last, field_index, chosen_so_far)
+    def next_context(self, inputs: torch.Tensor, kv_cache: KVCache | None = None,
+                     start_ticks: torch.Tensor | None = None) -> tuple[torch.Tensor, Memory | None]:
+        """For a sampler: what field_logits needs to choose the event after inputs (as hidden's arguments):
+        h of the last row (B, d), and for heads that look back the keys and values of every row of the
+        window (the cached ones too) with the last row's rotation; None for the other heads."""
+        h, rows, rope = self.run(inputs, kv_cache, start_ticks)
+        if not self.heads.remembers:
+            return h[:, -1], None
+        keys, values = self.heads.memory(rows, rope)
+        if kv_cache is not None:
+            keys, values = kv_cache.head.append(keys, values)
+        last = None if rope is None else tuple(part[..., -1:, :] for part in rope)
+        return h[:, -1], (keys, values, last)
+
+    def field_logits(self, h_last: torch.Tensor, field_index: int, chosen_so_far: torch.Tensor | None = None,
+                     memory: Memory | None = None) -> torch.Tensor:
+        """For a sampler: h_last (B, d) and memory from next_context, chosen_so_far (B, k) the values
+        already sampled for fields 0..k-1 of the next event (k = field_index) -> logits (B, V) of field k."""
+        return self.heads.field_logits(h_last, field_index, chosen_so_far, memory)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -239,7 +264,7 @@ def validate_model_config(model_cfg: Any) -> None:
     _check_options(NORM_POSITIONS, cfg.norm_position)
     _check_options(NORMS, cfg.norm, d_model=1)
     _check_options(INITS, cfg.init, model=None)
-    _check_options(HEADS, cfg.heads, d_model=1, vocab={})
+    _check_options(HEADS, cfg.heads, d_model=1, vocab={}, n_head=1)
     _check_options(EMBEDDING_INITS, cfg.embedding_init, model=None)
 
 

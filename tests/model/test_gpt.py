@@ -23,7 +23,7 @@ def test_logits_have_one_table_per_field(songs):
 
 
 @pytest.mark.parametrize("pos", ["learned", "rope", "rope_time"])
-@pytest.mark.parametrize("heads", ["parallel", "cascade"])
+@pytest.mark.parametrize("heads", ["parallel", "cascade", "cascade_lookup"])
 def test_logits_at_t_do_not_see_later_events(songs, pos, heads):
     model = build(pos=pos, heads=heads)
     inputs, targets = split(windows(songs, batch=1, length=24))
@@ -37,8 +37,9 @@ def test_logits_at_t_do_not_see_later_events(songs, pos, heads):
         assert not torch.allclose(before[name][:, t + 1 :], after[name][:, t + 1 :])
 
 
-def test_cascade_field_k_sees_only_chosen_fields_before_k(songs):
-    model = build(heads="cascade")
+@pytest.mark.parametrize("heads", ["cascade", "cascade_lookup"])
+def test_cascade_field_k_sees_only_chosen_fields_before_k(songs, heads):
+    model = build(heads=heads, pos="rope_time")
     inputs, targets = split(windows(songs, batch=1, length=12))
     targets = targets.clamp(min=0)  # every field present, so that each one can be changed
     t = 5
@@ -68,16 +69,37 @@ def test_cascade_needs_targets(songs):
         build(heads="cascade")(inputs)
 
 
-@pytest.mark.parametrize("heads", ["parallel", "cascade"])
-def test_field_logits_match_forward_at_the_last_position(songs, heads):
-    model = build(heads=heads)
+@pytest.mark.parametrize("heads", ["parallel", "cascade", "cascade_lookup"])
+@pytest.mark.parametrize("pos", ["learned", "rope_time"])
+def test_field_logits_match_forward_at_every_position_with_and_without_the_cache(songs, heads, pos):
+    model = build(heads=heads, pos=pos)
     inputs, targets = split(windows(songs, batch=2, length=12))
     targets = targets.clamp(min=0)
     logits = model(inputs, targets)
-    h_last = model.hidden(inputs)[:, -1]
-    for k, name in enumerate(events.FIELDS):
-        chosen = targets[:, -1, :k]
-        torch.testing.assert_close(model.field_logits(h_last, k, chosen), logits[name][:, -1])
+    cache = model.new_kv_cache()
+    for t in range(inputs.shape[1]):
+        uncached = model.next_context(inputs[:, :t + 1])
+        cached = model.next_context(inputs[:, t:t + 1], cache)  # one row at a time, as the sampler feeds it
+        for k, name in enumerate(events.FIELDS):
+            chosen = targets[:, t, :k]
+            for h, memory in (uncached, cached):
+                torch.testing.assert_close(model.field_logits(h, k, chosen, memory), logits[name][:, t],
+                                           atol=1e-5, rtol=1e-5)
+
+
+def test_the_look_up_reads_the_rows_of_the_window(songs):
+    """cascade_lookup's velocity at t depends on an earlier row's velocity through the look-up alone:
+    with it switched off (its output projection zeroed), the dependence through h remains, and changes."""
+    model = build(heads="cascade_lookup", pos="rope_time")
+    inputs, targets = split(windows(songs, batch=1, length=16))
+    targets = targets.clamp(min=0)
+    changed = inputs.clone()
+    changed[0, 3, events.VELOCITY] = (changed[0, 3, events.VELOCITY] + 40) % 128
+    with_look = (model(inputs, targets)["velocity"] - model(changed, targets)["velocity"]).abs().max()
+    with torch.no_grad():
+        model.heads.proj.weight.zero_(), model.heads.proj.bias.zero_()
+    without_look = (model(inputs, targets)["velocity"] - model(changed, targets)["velocity"]).abs().max()
+    assert with_look > 0 and without_look > 0 and not torch.isclose(with_look, without_look)
 
 
 def test_rope_depends_on_relative_position_only():
