@@ -13,12 +13,11 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from midiformer.codec import events
 from midiformer.data.dataset import eval_batches
 from midiformer.data.store import Store, prepare_store
-from midiformer.model.loss import LIKELIHOODS
+from midiformer.model.loss import LIKELIHOODS, masked_target_nats
 from midiformer.train.checkpoint import model_from_checkpoint
 
 
@@ -33,13 +32,7 @@ def bits_by_type(checkpoint: str, split: str, batch_size: int) -> tuple[np.ndarr
         inputs, targets, start = batch.to(torch.device("cpu"))
         logits, masks = model(inputs, targets, start.ticks), likelihood(inputs, targets, start)
         target_type = targets[..., events.TYPE]
-        for k, name in enumerate(events.FIELDS):
-            field_logits, target = logits[name].float(), targets[..., k]
-            if masks is not None:  # as loss.masked_field_losses: renormalised over the allowed values
-                allowed = masks[name].scatter(-1, target.clamp(min=0).unsqueeze(-1), True)
-                field_logits = field_logits.masked_fill(~allowed, float("-inf"))
-            loss = F.cross_entropy(field_logits.flatten(0, -2), target.flatten(), ignore_index=events.IGNORE,
-                                   reduction="none").view(target.shape)
+        for k, loss in enumerate(masked_target_nats(logits, targets, masks).values()):  # the training loss's own
             nats[:, k] += [loss[target_type == t].sum().item() for t in range(len(events.TYPES))]
         rows += [(target_type == t).sum().item() for t in range(len(events.TYPES))]
     return nats, rows

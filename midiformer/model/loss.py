@@ -48,6 +48,14 @@ def masked_field_losses(logits: dict[str, torch.Tensor], targets: torch.Tensor,
     Sums (not means) so that batches and validation shards add up exactly; an event counts when its
     type is not IGNORE (padding rows are IGNORE in every field). A target that its mask excludes (never,
     for rows the codec writes: tests check it) is let through rather than costing infinite bits."""
+    nats = {name: target_nats.sum() for name, target_nats in masked_target_nats(logits, targets, masks).items()}
+    n_events = (targets[..., 0] != IGNORE).sum()
+    return nats, n_events
+
+
+def masked_target_nats(logits: dict[str, torch.Tensor], targets: torch.Tensor,
+                       masks: Masks | None = None) -> dict[str, torch.Tensor]:
+    """As masked_field_losses, target by target: {field: nats (B, T)}, 0 where the target is IGNORE."""
     nats = {}
     for k, name in enumerate(FIELDS):
         field_logits, target = logits[name].float(), targets[..., k]
@@ -55,9 +63,8 @@ def masked_field_losses(logits: dict[str, torch.Tensor], targets: torch.Tensor,
             allowed = masks[name].scatter(-1, target.clamp(min=0).unsqueeze(-1), True)
             field_logits = field_logits.masked_fill(~allowed, float("-inf"))
         nats[name] = F.cross_entropy(field_logits.flatten(0, -2), target.flatten(), ignore_index=IGNORE,
-                                     reduction="sum")
-    n_events = (targets[..., 0] != IGNORE).sum()
-    return nats, n_events
+                                     reduction="none").view(target.shape)
+    return nats
 
 
 def grammar_violations(masks: Masks, targets: torch.Tensor) -> dict[str, int]:

@@ -30,7 +30,7 @@ def test_a_changed_config_is_refused_in_one_line_naming_the_keys(tiny_cfg, tmp_p
         train(tiny_cfg("trainer.max_steps=6", "optim.lr=5e-4", "model/pos=rope"), tmp_path)
     message = str(error.value)
     assert "\n" not in message and message.startswith(f"{last}: cannot resume, the config changed in ")
-    assert "model.pos (" in message and "optim.lr (0.001 -> 0.0005)" in message
+    assert "model.pos.name ('rope_time' -> 'rope')" in message and "optim.lr (0.001 -> 0.0005)" in message
     assert "trainer.max_steps" not in message.split("; ")[0]  # allowed to change: not among the changed keys
     assert last.read_bytes() == before  # nothing lost
 
