@@ -138,7 +138,8 @@ def test_each_regime_trains_what_it_says(table):
 def test_a_rerun_reuses_finished_runs(table):
     out, command = table
     before = {p: p.stat().st_mtime for p in (out / "runs").glob("*/*/seed*/summary.json")}
-    assert len(before) == 2 * 10  # arms: default 2, short 2, swa_phase 1, deep 3, overfit 2
+    # arms: default 2, short 2, swa_phase 1, deep 3, overfit 2; a third seed only for the unclear claims
+    assert len([p for p in before if p.parent.name in ("seed0", "seed1")]) == 2 * 10
     done = run_module(*command)
     assert done.returncode == 0, done.stderr[-3000:]
     assert {p: p.stat().st_mtime for p in before} == before
