@@ -183,7 +183,7 @@ class MidiGPT(nn.Module):
             raise ValueError(f"sequence of {end} events is longer than model.max_seq_len={self.max_seq_len}")
         x = self.embed_norm(sum(table(inputs[..., k]) for k, table in enumerate(self.embed)))
         ticks = None
-        if self.ticks_per_beat or self.pos_embed.needs_ticks:
+        if self.ticks_per_beat or getattr(self.pos_embed, "needs_ticks", False):
             if start_ticks is None and kv_cache is not None:
                 start_ticks = kv_cache.ticks
             ticks = onset_ticks(inputs, start_ticks)
@@ -205,7 +205,7 @@ class MidiGPT(nn.Module):
         """inputs (B, T, F) events, targets (B, T, F) the next events (IGNORE-masked; cascade heads
         are teacher-forced on them), start_ticks (B,) see hidden -> {field: logits (B, T, V_field)}."""
         h, rows, rope = self.run(inputs, start_ticks=start_ticks)
-        if not self.heads.remembers:
+        if not getattr(self.heads, "remembers", False):
             return self.heads(h, targets)
         return self.heads(h, targets, (*self.heads.memory(rows, rope), rope))
 
@@ -215,7 +215,7 @@ class MidiGPT(nn.Module):
         h of the last row (B, d), and for heads that look back the keys and values of every row of the
         window (the cached ones too) with the last row's rotation; None for the other heads."""
         h, rows, rope = self.run(inputs, kv_cache, start_ticks)
-        if not self.heads.remembers:
+        if not getattr(self.heads, "remembers", False):
             return h[:, -1], None
         keys, values = self.heads.memory(rows, rope)
         if kv_cache is not None:

@@ -101,6 +101,8 @@ class TimeRotaryPositions(RotaryPositions):
     def __init__(self, d_model: int, n_head: int, max_seq_len: int, base: float = 10000.0, ticks_per_beat: int = 96,
                  shortest_beats: float = 0.125, longest_beats: float = 64.0, time_share: float = 0.5):
         self.check_shape(d_model, n_head)
+        if not 0 <= time_share <= 1:
+            raise ConfigError(f"model.pos.time_share={time_share} must be in [0, 1]")
         pairs = d_model // n_head // 2
         self.time_pairs = round(pairs * time_share)
         super().__init__(2 * (pairs - self.time_pairs) * n_head, n_head, max_seq_len, base)

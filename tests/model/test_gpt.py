@@ -145,3 +145,15 @@ def test_longer_than_max_seq_len_is_refused(songs):
     inputs, _ = split(windows(songs, batch=1, length=65))
     with pytest.raises(ValueError, match="max_seq_len"):
         build()(inputs)
+
+
+def test_rope_time_refuses_a_time_share_outside_0_to_1():
+    from midiformer.common import ConfigError
+    from midiformer.model.positions import TimeRotaryPositions
+
+    with pytest.raises(ConfigError, match=r"model.pos.time_share=1.5 must be in \[0, 1\]"):
+        TimeRotaryPositions(d_model=32, n_head=2, max_seq_len=64, time_share=1.5)
+    for share in (0.0, 1.0):  # every pair on one clock: still a rotation of the right shape
+        _, (cos, _) = TimeRotaryPositions(d_model=32, n_head=2, max_seq_len=64, time_share=share)(
+            torch.zeros(1, 4, 32), 0, torch.arange(4).view(1, 4))
+        assert cos.shape == (1, 1, 4, 8)
