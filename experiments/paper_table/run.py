@@ -58,6 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--claims", default=",".join(names),
                         help="comma-separated claims to run (default: all): " + ", ".join(names))
     parser.add_argument("--seeds", default="0,1", help="comma-separated seeds, each arm trained once per seed")
+    parser.add_argument("--seeds-when-unclear", type=int, default=3, metavar="N",
+                        help="a claim with no clear difference after --seeds gets more seeds, up to N in all (the "
+                             "next ones after the largest of --seeds); 0: never")
     parser.add_argument("--steps", type=int, default=240,
                         help="training steps per run (trainer.max_steps; x2 in the overfit and SWA regimes)")
     parser.add_argument("--subset", type=float, default=0.1,
@@ -162,10 +165,29 @@ def overfitting(runs: dict[int, Run]) -> float | None:
     return statistics.fmean(diffs) if diffs else None
 
 
+def comparison_of(claim: Claim, results: Results) -> Comparison:
+    """The claim's metric per seed of its reference and its treatment (the seeds both arms have)."""
+    reference = results[(claim.regime.name, claim.reference.name)]
+    treatment = results[(claim.regime.name, claim.treatment.name)]
+    seeds = sorted(set(reference) & set(treatment))
+    return Comparison(values({s: reference[s] for s in seeds}, claim.reference_metric),
+                      values({s: treatment[s] for s in seeds}, claim.treatment_metric))
+
+
+def unclear_claims(claims: list[Claim], results: Results) -> list[Claim]:
+    """The claims whose difference is within the noise of their seeds (worth another seed)."""
+    unclear = []
+    for claim in claims:
+        comparison = comparison_of(claim, results)
+        if None not in comparison.reference + comparison.treatment and comparison.direction() == "no clear difference":
+            unclear.append(claim)
+    return unclear
+
+
 def claim_row(claim: Claim, results: Results, args, png: str) -> list[str]:
     reference = results[(claim.regime.name, claim.reference.name)]
     treatment = results[(claim.regime.name, claim.treatment.name)]
-    comparison = Comparison(values(reference, claim.reference_metric), values(treatment, claim.treatment_metric))
+    comparison = comparison_of(claim, results)
     ref_label, treat_label = (f"`{claim.reference.name}`", f"`{claim.treatment.name}`")
     if claim.reference is claim.treatment:  # one run, two sets of weights (SWA)
         ref_label, treat_label = f"{ref_label} final weights", f"{treat_label} averaged"
@@ -277,6 +299,10 @@ def relative(argument: str) -> str:
     return f"{key}{sep}{os.path.relpath(value, REPO)}" if value.startswith("/") else argument
 
 
+def trained_minutes(results: Results) -> float:
+    return sum(run.number("wall_time_s") or 0.0 for runs in results.values() for run in runs.values()) / 60
+
+
 def write_results(args, results: Results, arms, minutes: float, report: Path) -> None:
     pngs = {}
     for claim in args.claims:
@@ -292,9 +318,12 @@ def write_results(args, results: Results, arms, minutes: float, report: Path) ->
         f"Written by `{command.strip()}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
         f"commit `{provenance.git_commit()}`, machine: {machine['platform']}, {machine['cpus']} CPUs "
         f"({machine['cpu']['model']}; bf16 features: {', '.join(machine['cpu']['bf16_flags'] or []) or 'none'}), "
-        f"GPU: {machine['cuda'] or 'none'}; {minutes:.0f} min in all.", "",
+        f"GPU: {machine['cuda'] or 'none'}. This invocation took {minutes:.0f} min; the runs of the table trained for "
+        f"{trained_minutes(results):.0f} min in all (their wall times summed: a run reused from an earlier invocation "
+        f"into the same --out counts as it was trained).", "",
         f"Budget: --steps {args.steps} (x2 in the overfit and SWA regimes; {args.short_steps} for the mixed-precision "
-        f"arms), seeds {', '.join(map(str, args.seeds))}, --subset {args.subset}, --depth {args.depth}, "
+        f"arms), seeds {', '.join(map(str, args.seeds))} (up to {args.seeds_when_unclear} for a claim with no clear "
+        f"difference after them: the seeds column of Every arm says which), --subset {args.subset}, --depth {args.depth}, "
         f"--width {args.width}; overrides for every arm: `{' '.join(map(relative, args.overrides)) or 'none'}` "
         f"(defaults: model=small, data=bach). Each claim is measured in its regime (overrides for both its arms, "
         f"claims.py). Numbers are the best validation bits/event of each run (lower is better; SWA: the final "
@@ -327,6 +356,16 @@ def main(argv: list[str] | None = None) -> None:
         for (regime, name), arm in arms.items():
             log.info("[%d/%d] %s/%s, seed %d", sum(map(len, results.values())) + 1, total, regime, name, seed)
             results[(regime, name)][seed] = run_arm(regimes[regime], arm, seed, args)
+    more_seeds = [max(args.seeds) + 1 + i for i in range(max(0, args.seeds_when_unclear - len(args.seeds)))]
+    unclear = unclear_claims(args.claims, results) if more_seeds else []
+    if unclear:
+        log.info("no clear difference yet: %s; seeds %s too", ", ".join(c.name for c in unclear), more_seeds)
+    for seed in more_seeds:
+        for claim in unclear:
+            for arm in claim_arms(claim):
+                if seed not in results[(claim.regime.name, arm.name)]:
+                    log.info("%s/%s, seed %d (claim %s)", claim.regime.name, arm.name, seed, claim.name)
+                    results[(claim.regime.name, arm.name)][seed] = run_arm(claim.regime, arm, seed, args)
     report = make_report([args.out], args.out)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     write_results(args, results, arms, (time.perf_counter() - started) / 60, report)

@@ -1,8 +1,11 @@
 """make paper-table, at its smallest: a few claims x 2 seeds x a few steps on the tiny model, end to end."""
 from __future__ import annotations
 
+import importlib
+import json
 import re
 import statistics
+import sys
 
 import pytest
 from matplotlib.image import imread
@@ -12,6 +15,14 @@ from tests.conftest import REPO
 from tests.sweeps.conftest import run_module, tiny_overrides
 
 RUN_PY = "experiments/paper_table/run.py"
+
+
+def paper_table():
+    """run.py as a module (a script that imports its sibling claims.py by name, as the benchmarks do)."""
+    folder = str(REPO / "experiments" / "paper_table")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module("run")
 CLAIMS = ("scalenorm", "mixed_precision", "swa", "tfixup", "augmentation")
 
 
@@ -54,6 +65,40 @@ def test_every_claim_has_a_row_a_regime_a_verdict_and_a_curve(table):
 
 
 @pytest.mark.slow
+def test_a_claim_with_no_clear_difference_gets_a_third_seed(table):
+    out, _ = table
+    ALL_CLAIMS, claim_arms = paper_table().CLAIMS, paper_table().claim_arms
+
+    rows = claim_rows((out / "RESULTS.md").read_text())
+    claims = {claim.name: claim for claim in ALL_CLAIMS}
+    for name, cells in rows.items():
+        unclear = "no clear difference" in cells[6] or "same loss: confirmed" in cells[6]
+        for arm in claim_arms(claims[name]):
+            third = out / "runs" / claims[name].regime.name / arm.name / "seed2"
+            if unclear:
+                assert read_run(third).status == "finished", f"{name}: no third seed for {arm.name}"
+
+
+def test_unclear_claims_are_those_within_the_noise_of_their_seeds():
+    ALL_CLAIMS, unclear_claims = paper_table().CLAIMS, paper_table().unclear_claims
+
+    class Figures:  # what a Run gives the table: one number per key
+        def __init__(self, value):
+            self.value = value
+
+        def number(self, key):
+            return self.value
+
+    scalenorm = next(c for c in ALL_CLAIMS if c.name == "scalenorm")
+    def results(reference, treatment):
+        return {(scalenorm.regime.name, scalenorm.reference.name): dict(enumerate(map(Figures, reference))),
+                (scalenorm.regime.name, scalenorm.treatment.name): dict(enumerate(map(Figures, treatment)))}
+    assert unclear_claims([scalenorm], results([4.0, 4.2], [3.98, 4.21])) == [scalenorm]  # signs disagree
+    assert unclear_claims([scalenorm], results([4.0, 4.2], [3.5, 3.71])) == []            # every seed better
+    assert unclear_claims([scalenorm], results([4.0], [3.5])) == []  # one seed: no spread to judge by
+
+
+@pytest.mark.slow
 def test_results_name_no_absolute_path(table):
     out, _ = table
     results = (out / "RESULTS.md").read_text()
@@ -69,6 +114,8 @@ def test_each_regime_trains_what_it_says(table):
         "best_val_bits_per_event"] for seed in (0, 1))
     assert f"`baseline` {baseline:.3f} ± " in claim_rows(
         (out / "RESULTS.md").read_text())["scalenorm"][3]
+    trained = sum(json.loads(p.read_text())["wall_time_s"] for p in runs.glob("*/*/seed*/summary.json")) / 60
+    assert f"the runs of the table trained for {trained:.0f} min in all" in (out / "RESULTS.md").read_text()
     for regime, arm, steps in (("default", "baseline", 8), ("default", "scalenorm", 8), ("short", "fp32_short", 4),
                                ("short", "mixed_precision", 4), ("swa_phase", "swa", 16), ("deep", "tfixup", 8),
                                ("deep", "baseline_no_warmup", 8), ("overfit", "augmentation", 16)):
