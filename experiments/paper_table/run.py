@@ -255,12 +255,21 @@ def continuation_section(claim: ContinuationClaim, runs: dict[int, Run], args: a
     summaries = {seed: continuation_summary(claim, runs[seed], seed, args) for seed in sorted(runs)}
     tables = {seed: summary["table"] for seed, summary in summaries.items()}
 
-    def per_seed(metric: str, column: str) -> list[float]:
-        return [tables[seed][metric][column]["mean"] for seed in sorted(tables)]
+    columns = ("real", "model", "untrained")
 
-    comparisons, lines = {}, []
+    def defined(seed: int, metric: str) -> bool:  # e.g. no chord rate for samples without a note
+        return all(tables[seed][metric].get(column, {}).get("mean") is not None for column in columns)
+
+    def per_seed(metric: str, column: str) -> list[float]:
+        return [tables[seed][metric][column]["mean"] for seed in sorted(tables) if defined(seed, metric)]
+
+    comparisons, lines, undefined = {}, [], []
     for metric in claim.metrics:
-        real, model, untrained = (per_seed(metric, c) for c in ("real", "model", "untrained"))
+        missing = [seed for seed in sorted(tables) if not defined(seed, metric)]
+        if missing:
+            undefined.append(f"{metric} is undefined for seed {', '.join(map(str, missing))} (a column without a value: "
+                             f"e.g. the untrained model played no note) and is compared over the other seeds")
+        real, model, untrained = (per_seed(metric, c) for c in columns)
         comparisons[metric] = Comparison([abs(u - r) for u, r in zip(untrained, real)],
                                          [abs(m - r) for m, r in zip(model, real)])
         stderr = comparisons[metric].stderr
@@ -278,7 +287,8 @@ def continuation_section(claim: ContinuationClaim, runs: dict[int, Run], args: a
         f"onset_grid_distance_to_primer: distance between the onset-in-beat histograms of the continuation and "
         f"the primer). Every sample's figures: `{relative(str(next(iter(runs.values())).path / 'continuations'))}`.",
         "", "| metric | real continuation | trained | untrained | Δ distance to real |", "|---|---:|---:|---:|---:|",
-        *lines, "", f"**Verdict:** {continuation_verdict(comparisons)}. At scale: {claim.at_scale}.", ""]
+        *lines, "", *[f"{note}." for note in undefined], *([""] if undefined else []),
+        f"**Verdict:** {continuation_verdict(comparisons)}. At scale: {claim.at_scale}.", ""]
 
 
 def arm_rows(results: Results, arms: dict[tuple[str, str], Arm]) -> list[str]:
