@@ -30,6 +30,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from midiformer import provenance
 from midiformer.codec import events
 from midiformer.codec.grammar import SongStart
 from midiformer.common import CONF_DIR, LN2, ConfigError, exit_on_user_error, pick_device
@@ -89,6 +90,7 @@ class Trainer:
     def __init__(self, cfg: DictConfig, run_dir: Path, env: distributed.DistEnv, device: torch.device):
         self.cfg, self.run_dir, self.env, self.device = cfg, Path(run_dir), env, device
         self.ckpt_dir = self.run_dir / "checkpoints"
+        self.git_commit = provenance.git_commit()  # the code this session runs: a commit made meanwhile is not it
         seed_everything(cfg.seed)
         if threads := distributed.cpu_threads(cfg.trainer.num_threads):
             torch.set_num_threads(threads)

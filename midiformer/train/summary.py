@@ -36,7 +36,7 @@ def write_summary(trainer, status: str, last_val: dict, baseline: dict, meter: T
         "flops_per_event": meter.flops_per_event, "first_step_at": first_step_at,
         "startup_s": first_step_at - started_at if first_step_at and started_at else None,
         "skipped_steps": trainer.skipped_steps, "params": trainer.model.num_params(),
-        "seed": trainer.cfg.seed, "git_commit": provenance.git_commit(), "versions": provenance.library_versions(),
+        "seed": trainer.cfg.seed, "git_commit": trainer.git_commit, "versions": provenance.library_versions(),
         "machine": provenance.machine(), "world_size": trainer.env.world_size, "device": str(trainer.device),
         "store": str(trainer.store.path),
     }

@@ -33,6 +33,24 @@ def test_short_run_goes_below_the_unigram_baseline(tiny_cfg, tmp_path):
     assert (tmp_path / "config.yaml").read_text().count("d_model") == 1
 
 
+def test_the_summary_names_the_commit_the_run_started_from(tiny_cfg, tmp_path, monkeypatch):
+    """A commit made while a run trains is not the code it ran: the commit is read once, at the start."""
+    from midiformer import provenance
+    from midiformer.train import loop
+
+    head = {"commit": "a" * 40}
+    monkeypatch.setattr(provenance, "git_commit", lambda: head["commit"])
+    write_summary = loop.write_summary
+
+    def commit_meanwhile(*args, **kwargs):  # someone commits while the run trains
+        head["commit"] = "b" * 40
+        return write_summary(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "write_summary", commit_meanwhile)
+    train(tiny_cfg("trainer.max_steps=2"), tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text())["git_commit"] == "a" * 40
+
+
 def test_run_folder_records_metrics_per_field(tiny_cfg, tmp_path):
     train(tiny_cfg(), tmp_path)
     metrics = read_metrics(tmp_path)
