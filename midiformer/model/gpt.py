@@ -7,8 +7,8 @@ Logits at position t predict the fields of event t+1. Positions are learned (add
 rotary (applied to queries and keys inside attention). Positions, norms and where they sit, inits and
 heads come from their registries (positions.py, norms.py, init.py, heads.py); `model_cfg` is the
 `cfg.model` node of conf/model/*.yaml.
-For generation, `hidden(new_rows, kv_cache)` runs only the new rows and attends to the keys and
-values cached for the earlier ones (sampling.py).
+For generation, `next_context(new_rows, kv_cache)` runs only the new rows, attends to the keys and
+values cached for the earlier ones, and gives field_logits what it needs (sampling.py).
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ class LayerCache:
 
 class KVCache:
     """The caches of every block; len() = events already seen (the position of the next one), and the
-    grid tick of the last of them (for the beat-phase input)."""
+    grid tick of the last of them (for the beat-phase input and rope_time)."""
 
     def __init__(self, n_layer: int, max_seq_len: int):
         self.layers = [LayerCache(max_seq_len) for _ in range(n_layer)]
