@@ -245,7 +245,8 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     command = "python benchmarks/bench_quality.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    print(f"bench-quality, {date}, commit {provenance.git_commit()}\nmachine: {machine()}\ncommand: {command}", flush=True)
+    commit = provenance.git_commit()  # at the start: the code the sides run, whatever is committed meanwhile
+    print(f"bench-quality, {date}, commit {commit}\nmachine: {machine()}\ncommand: {command}", flush=True)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     sides, tables = plan_sides(args)
     shape = {"steps": args.steps, "layers": args.layers, "d_model": args.d_model, "heads": args.heads,
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
                 tables["matched"], results))
     print(field_table(results))
     report = {
-        "date": date, "commit": provenance.git_commit(), "machine": machine(), "command": command, "wall_seconds": round(time.perf_counter() - started, 1),
+        "date": date, "commit": commit, "machine": machine(), "command": command, "wall_seconds": round(time.perf_counter() - started, 1),
         "cpu_seconds": cpu,
         "shape": shape, "threads": args.threads, "overrides": args.override, "tables": tables, "sides": results,
         "held_out": {"source": str(args.test or args.train), "files": len(held_out.files), "notes": notes,

@@ -313,7 +313,7 @@ def trained_minutes(results: Results) -> float:
     return sum(run.number("wall_time_s") or 0.0 for runs in results.values() for run in runs.values()) / 60
 
 
-def write_results(args, results: Results, arms, minutes: float, report: Path) -> None:
+def write_results(args, results: Results, arms, minutes: float, report: Path, commit: str | None) -> None:
     pngs = {}
     for claim in args.claims:
         curves = [(arm.name, list(results[(claim.regime.name, arm.name)].values())) for arm in claim_arms(claim)]
@@ -326,7 +326,7 @@ def write_results(args, results: Results, arms, minutes: float, report: Path) ->
     lines = [
         "# The seed's claims, measured", "",
         f"Written by `{command.strip()}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
-        f"commit `{provenance.git_commit()}`, machine: {machine['platform']}, {machine['cpus']} CPUs "
+        f"commit `{commit}`, machine: {machine['platform']}, {machine['cpus']} CPUs "
         f"({machine['cpu']['model']}; bf16 features: {', '.join(machine['cpu']['bf16_flags'] or []) or 'none'}), "
         f"GPU: {machine['cuda'] or 'none'}. This invocation took {minutes:.0f} min; the runs of the table trained for "
         f"{trained_minutes(results):.0f} min in all (their wall times summed: a run reused from an earlier invocation "
@@ -362,6 +362,7 @@ def main(argv: list[str] | None = None) -> None:
     regimes = {claim.regime.name: claim.regime for claim in (*args.claims, *args.samples)}
     results: Results = {key: {} for key in arms}
     started, total = time.perf_counter(), len(arms) * len(args.seeds)
+    commit = provenance.git_commit()  # the code the runs train with, not what is committed while they do
     for seed in args.seeds:  # every arm once before any arm twice: a table cut short still compares
         for (regime, name), arm in arms.items():
             log.info("[%d/%d] %s/%s, seed %d", sum(map(len, results.values())) + 1, total, regime, name, seed)
@@ -378,7 +379,7 @@ def main(argv: list[str] | None = None) -> None:
                     results[(claim.regime.name, arm.name)][seed] = run_arm(claim.regime, arm, seed, args)
     report = make_report([args.out], args.out)
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    write_results(args, results, arms, (time.perf_counter() - started) / 60, report)
+    write_results(args, results, arms, (time.perf_counter() - started) / 60, report, commit)
     log.info("written: %s", args.results)
 
 

@@ -69,12 +69,16 @@ class CascadeHeads(nn.Module):
 
     remembers = False
 
-    def field_logits(self, h: torch.Tensor, field_index: int, chosen: torch.Tensor | None = None,
-                     memory: Memory | None = None) -> torch.Tensor:
+    def with_chosen(self, h: torch.Tensor, field_index: int, chosen: torch.Tensor | None) -> torch.Tensor:
+        """z_k = h + sum_{j<k} E_j[y_j]: the hidden state with the fields already chosen for the event."""
         z = h
         for j in range(field_index):
             z = z + self.embed[j](chosen[..., j])
-        return self.out[field_index](self.mix[field_index](z))
+        return z
+
+    def field_logits(self, h: torch.Tensor, field_index: int, chosen: torch.Tensor | None = None,
+                     memory: Memory | None = None) -> torch.Tensor:
+        return self.out[field_index](self.mix[field_index](self.with_chosen(h, field_index, chosen)))
 
     def forward(self, h: torch.Tensor, targets: torch.Tensor | None = None,
                 memory: Memory | None = None) -> dict[str, torch.Tensor]:
@@ -131,9 +135,7 @@ class CascadeLookupHeads(CascadeHeads):
                      memory: Memory | None = None) -> torch.Tensor:
         if field_index == 0:
             return self.out[0](h)
-        z = h
-        for j in range(field_index):
-            z = z + self.embed[j](chosen[..., j])
+        z = self.with_chosen(h, field_index, chosen)
         one_row = z.dim() == 2  # generation: h (B, d) of the last row
         z = self.look(z.unsqueeze(1) if one_row else z, memory)
         return self.out[field_index](self.mix[field_index](z[:, 0] if one_row else z))
