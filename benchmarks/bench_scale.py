@@ -53,13 +53,15 @@ def variant(song: np.ndarray, number: int) -> np.ndarray:
         song[pitched, note] += shift
     factor = 1.0 + STRETCH_STEP * (number // len(SHIFTS))
     body = ~np.isin(type_, (events.START, events.END, events.TIME_SHIFT))
-    ticks = np.rint(events.grid_ticks(song) * factor).astype(np.int64)
+    ticks = events.grid_ticks(song)
+    song = events.stretch_durations(song, ticks, factor)
+    ticks = np.rint(ticks * factor).astype(np.int64)
     return events.frame_rows(song[body], ticks[body], int(ticks[-1]))
 
 
 def build_corpus(n_files: int, folder: Path) -> list[str]:
     """N distinct files in `folder`, in a shuffled order of (variant, dev file); their relative paths."""
-    from midiformer.codec import events
+    from midiformer.codec import events, to_midi
 
     dev = sorted(DEV_DATA.rglob("*.mid"))
     if not dev:
@@ -74,7 +76,7 @@ def build_corpus(n_files: int, folder: Path) -> list[str]:
             songs[index] = events.encode(dev[index])
         name = f"{dev[index].parent.name}/v{number:03d}_{dev[index].name}"
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        events.decode(variant(songs[index], number), folder / name)
+        to_midi.decode(variant(songs[index], number), folder / name)
         names.append(name)
     return names
 

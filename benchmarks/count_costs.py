@@ -39,7 +39,10 @@ def sequences(song: np.ndarray) -> dict[str, list]:
             last_velocity[channel] = velocity
             pairs["onset gap"].append((0, tick - last_onset))
             last_onset = tick
-            sounding[channel, note].append(len(onsets))
+            if row[events.DURATION] == events.OPEN:
+                sounding[channel, note].append(len(onsets))
+            else:  # the codec coded it on the note-on
+                pairs["duration"].append((0, int(row[events.DURATION]) - 1))
             onsets.append(tick)
         elif kind == events.NOTE_OFF and sounding[channel, note]:
             pairs["duration"].append((0, tick - onsets[sounding[channel, note].popleft()]))

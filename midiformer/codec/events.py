@@ -1,18 +1,18 @@
 """The codec: a MIDI file <-> a sequence of events, one row of integer fields per event.
 
-Public API: FIELDS, VOCAB, TYPES (and a constant per type), APPLIES, IGNORE, encode, decode, plus the
-helpers the loss, the store and generation need. The rules a sequence obeys are in codec/grammar.py.
+Public API: FIELDS, VOCAB, TYPES (and a constant per type), APPLIES, IGNORE, encode, plus the
+helpers the loss, the store and generation need. Decoding (events -> a MIDI file) is codec/to_midi.py. The rules a sequence obeys are in codec/grammar.py.
 
-Each row is (type, time, channel, instrument, note, velocity); the field order is the order in which
-a cascade head chooses them (the channel decides which notes are sounding, so it comes before note).
-`time` is the gap since the previous row in grid steps (`ticks_per_beat` steps per quarter note).
+Each row is (type, time, channel, instrument, note, velocity, duration); the field order is the order
+in which a cascade head chooses them (the channel decides which notes are sounding, so it comes before
+note). `time` is the gap since the previous row in grid steps (`ticks_per_beat` steps per quarter note).
 What each field holds, per type (a field not listed holds 0 and is masked in the loss):
 
-    type        time  channel        instrument            note             velocity
-    start       0     .              .                     .                .            row 0 of every song
-    end         gap   .              .                     .                .            last row; gap to the song's end
-    note_on     gap   MIDI channel   the channel's program pitch            velocity 1..127
-    note_off    gap   MIDI channel   .                     pitch            .
+    type        time  channel        instrument            note             velocity     duration
+    start       0     .              .                     .                .            .       row 0 of every song
+    end         gap   .              .                     .                .            .       last row; gap to the song's end
+    note_on     gap   MIDI channel   the channel's program pitch            velocity 1..127  OPEN or 1 + steps
+    note_off    gap   MIDI channel   .                     pitch            .            .       ends an OPEN note
     program     gap   MIDI channel   program 0..127        .                .
     tempo       gap   bits 21-23     bits 14-20            bits 7-13        bits 0-6     of the 24-bit us per quarter
     time_shift  384   .              .                     .                .            rest longer than 384 steps
@@ -24,9 +24,19 @@ field takes the top 3 bits, 0..7), so a decoded file's time in seconds keeps onl
 (half a step at the tempo there; tempo changes off the grid: see tempo_grid_ticks).
 A control row's instrument field holds the MIDI controller number itself (64 = sustain pedal), not
 an index into the carried list, so that a row means the same under any settings and decode needs
-none. Settings (the keys of `data.codec`, taken by encode as keyword arguments):
+none.
+
+A note-on's `duration` is either OPEN (0: a note_off row ends the note later) or 1 + the note's length
+in grid steps, 0..MAX_DURATION (the note ends by itself, with no note_off row). With `durations` on, every
+note up to MAX_DURATION steps long is coded on its note-on (99.6 % of the dev corpus' notes): one row per
+note instead of two (Music Transformer's note-off rows cost a row per note; SkyTNT's midi-model and
+anticipation put the duration on the note). Longer notes stay OPEN, so the codec stays lossless.
+
+Settings (the keys of `data.codec`, taken by encode as keyword arguments):
 
     ticks_per_beat  grid steps per quarter note (96)
+    durations       code a note's length on its note-on (true) or end every note with a note_off row
+                    (false: CODEC_VERSION 3's layout; every duration OPEN)
     controls        controller numbers to carry as control rows ([] and pitch_bend=False: the seed's
                     seven types only); a control change of any other controller is dropped, counted
     pitch_bend      carry pitch bends as pitch_bend rows
@@ -40,18 +50,20 @@ import numpy as np
 
 from midiformer.common import ConfigError
 
-FIELDS = ("type", "time", "channel", "instrument", "note", "velocity")
+FIELDS = ("type", "time", "channel", "instrument", "note", "velocity", "duration")
 COLUMN = {name: i for i, name in enumerate(FIELDS)}
 # The column of each field, for code that indexes rows: rows[:, events.TIME]
-TYPE, TIME, CHANNEL, INSTRUMENT, NOTE, VELOCITY = (COLUMN[f] for f in ("type", "time", "channel", "instrument",
-                                                                      "note", "velocity"))
+TYPE, TIME, CHANNEL, INSTRUMENT, NOTE, VELOCITY, DURATION = (COLUMN[f] for f in FIELDS)
 
 TYPES = ("start", "end", "note_on", "note_off", "program", "tempo", "time_shift", "control", "pitch_bend")
 START, END, NOTE_ON, NOTE_OFF, PROGRAM, TEMPO, TIME_SHIFT, CONTROL, PITCH_BEND = range(len(TYPES))
 SEED_TYPES = TYPES[:7]  # what the codec writes with controls=[] and pitch_bend=False
 
 MAX_TIME_SHIFT = 384  # grid steps a single row can carry: one 4/4 bar at 96 steps per beat
-VOCAB = {"type": len(TYPES), "time": MAX_TIME_SHIFT + 1, "channel": 16, "instrument": 128, "note": 128, "velocity": 128}
+MAX_DURATION = 384  # the longest note a note-on codes by itself (steps); a longer one stays OPEN
+OPEN = 0  # a note-on's duration when a note_off row ends the note
+VOCAB = {"type": len(TYPES), "time": MAX_TIME_SHIFT + 1, "channel": 16, "instrument": 128, "note": 128, "velocity": 128,
+         "duration": MAX_DURATION + 2}
 DRUM_CHANNEL = 9  # General MIDI channel 10
 TEMPO_BITS = 24  # a MIDI set-tempo event: 3 bytes of microseconds per quarter note
 TEMPO_CHANNELS = 1 << (TEMPO_BITS - 21)  # the channel field of a tempo row holds bits 21-23: values 0..7
@@ -65,7 +77,7 @@ _APPLIES_BY_TYPE = {
     NOTE_ON: FIELDS,
     NOTE_OFF: ("type", "time", "channel", "note"),
     PROGRAM: ("type", "time", "channel", "instrument"),
-    TEMPO: FIELDS,
+    TEMPO: ("type", "time", "channel", "instrument", "note", "velocity"),
     TIME_SHIFT: ("type", "time"),
     CONTROL: ("type", "time", "channel", "instrument", "velocity"),
     PITCH_BEND: ("type", "time", "channel", "note", "velocity"),
@@ -79,19 +91,20 @@ IGNORE = -100  # torch.nn.functional.cross_entropy's ignore_index: a target that
 DEFAULT_CONTROLS = (64, 66, 67, 7, 10, 11)
 CHANNEL_MODE = range(120, 128)  # "all notes off" & co. act on the notes themselves: never carried
 
-CODEC_VERSION = "3"  # bump when encode's output changes: prepared stores are keyed by it
+CODEC_VERSION = "4"  # bump when encode's output changes: prepared stores are keyed by it
 
 from midiformer.codec import midi  # noqa: E402
 from midiformer.codec.midi import MidiError  # noqa: E402, F401  (re-exported: the codec's one error type)
 
 
 def codec_settings(ticks_per_beat: int = 96, controls: Iterable[int] = DEFAULT_CONTROLS,
-                   pitch_bend: bool = True) -> dict:
+                   pitch_bend: bool = True, durations: bool = True) -> dict:
     """The settings checked and in their one form (controls sorted): what the store key hashes."""
     if isinstance(ticks_per_beat, bool) or not isinstance(ticks_per_beat, int) or ticks_per_beat < 1:
         raise ConfigError(f"data.codec.ticks_per_beat={ticks_per_beat!r} must be a positive integer")
-    if not isinstance(pitch_bend, bool):
-        raise ConfigError(f"data.codec.pitch_bend={pitch_bend!r} must be true or false")
+    for name, value in (("pitch_bend", pitch_bend), ("durations", durations)):
+        if not isinstance(value, bool):
+            raise ConfigError(f"data.codec.{name}={value!r} must be true or false")
     if isinstance(controls, (str, int)):
         raise ConfigError(f"data.codec.controls={controls!r} must be a list of controller numbers, e.g. [64, 7]")
     controls = list(controls)
@@ -101,7 +114,8 @@ def codec_settings(ticks_per_beat: int = 96, controls: Iterable[int] = DEFAULT_C
             raise ConfigError(f"data.codec.controls: {number!r} is not a controller number 0-119{mode}")
     if len(set(controls)) < len(controls):
         raise ConfigError(f"data.codec.controls={controls} names a controller twice")
-    return {"ticks_per_beat": ticks_per_beat, "controls": sorted(controls), "pitch_bend": pitch_bend}
+    return {"ticks_per_beat": ticks_per_beat, "controls": sorted(controls), "pitch_bend": pitch_bend,
+            "durations": durations}
 
 
 # --- tempo: MIDI's 24-bit value over four fields --------------------------------------------------
@@ -147,8 +161,8 @@ def encode_song(path: str | Path, **settings) -> tuple[np.ndarray, dict[str, int
     notes, programs, stats = _pair_notes(messages)
     controls, control_stats = _controls(messages, settings["controls"], settings["pitch_bend"])
     tempos, tempo_stats = _tempos(messages)
-    return _to_events(notes, programs, controls, tempos, messages, settings["ticks_per_beat"]), {
-        **stats, **control_stats, **tempo_stats}
+    rows = _to_events(notes, programs, controls, tempos, messages, settings["ticks_per_beat"], settings["durations"])
+    return rows, {**stats, **control_stats, **tempo_stats}
 
 
 def pair_notes(messages: midi.MidiMessages) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
@@ -234,7 +248,7 @@ def _tempos(messages: midi.MidiMessages) -> tuple[np.ndarray, dict]:
 
 
 def _to_events(notes: np.ndarray, programs: np.ndarray, controls: np.ndarray, tempos: np.ndarray,
-               messages: midi.MidiMessages, ticks_per_beat: int) -> np.ndarray:
+               messages: midi.MidiMessages, ticks_per_beat: int, durations: bool) -> np.ndarray:
     def to_grid(ticks: np.ndarray) -> np.ndarray:  # round half up, in integers: exact and stable
         return (2 * np.asarray(ticks, np.int64) * ticks_per_beat + messages.ticks_per_quarter) // (
             2 * messages.ticks_per_quarter)
@@ -248,12 +262,16 @@ def _to_events(notes: np.ndarray, programs: np.ndarray, controls: np.ndarray, te
 
     onset, offset = to_grid(notes[:, 0]), to_grid(notes[:, 1])
     n = len(notes)
+    length = offset - onset
+    closed = (length <= MAX_DURATION) if durations else np.zeros(n, bool)  # ends by itself: no note_off row
+    duration = np.where(closed, 1 + length, OPEN)
     tempo_rows = part(len(tempos), TEMPO)
     tempo_rows[:, _TEMPO_COLUMNS] = tempo_fields(tempos[:, 1])
     control_rows = np.zeros((len(controls), len(FIELDS)), np.int64)
     control_rows[:, [COLUMN[f] for f in ("type", "channel", "instrument", "note", "velocity")]] = controls[:, 1:6]
     rows = np.concatenate([
-        part(n, NOTE_ON, channel=notes[:, 2], instrument=notes[:, 5], note=notes[:, 3], velocity=notes[:, 4]),
+        part(n, NOTE_ON, channel=notes[:, 2], instrument=notes[:, 5], note=notes[:, 3], velocity=notes[:, 4],
+             duration=duration),
         part(n, NOTE_OFF, channel=notes[:, 2], note=notes[:, 3]),
         tempo_rows,
         part(len(programs), PROGRAM, channel=programs[:, 1], instrument=programs[:, 2]),
@@ -264,10 +282,10 @@ def _to_events(notes: np.ndarray, programs: np.ndarray, controls: np.ndarray, te
     priority = np.concatenate([np.full(n, _IN_FILE_ORDER), np.where(offset > onset, _OFF, _ZERO_LENGTH_OFF),
                                np.full(len(tempos), _TEMPO), np.full(len(programs) + len(controls), _IN_FILE_ORDER)])
     message_index = np.concatenate([notes[:, 6], notes[:, 7], tempos[:, 2], programs[:, 3], controls[:, 6]])
-    order = np.lexsort((message_index, priority, grid_tick))
-    rows, grid_tick = rows[order], grid_tick[order]
-    end = max(int(to_grid(np.array([messages.end_tick]))[0]), int(grid_tick[-1]) if len(grid_tick) else 0)
-    return frame_rows(rows, grid_tick, end)
+    end = max(int(to_grid(np.array([messages.end_tick]))[0]), int(grid_tick.max()) if len(grid_tick) else 0)
+    kept = np.concatenate([np.ones(n, bool), ~closed, np.ones(len(rows) - 2 * n, bool)])  # no note_off of a closed note
+    order = np.lexsort((message_index[kept], priority[kept], grid_tick[kept]))
+    return frame_rows(rows[kept][order], grid_tick[kept][order], end)
 
 
 def tempo_grid_ticks(ticks: np.ndarray, tempos: np.ndarray, ticks_per_quarter: int, ticks_per_beat: int) -> np.ndarray:
@@ -314,54 +332,21 @@ def with_time_shifts(rows: np.ndarray, gaps: np.ndarray) -> np.ndarray:
     return out
 
 
-# --- decode -----------------------------------------------------------------------------------
+def stretch_durations(rows: np.ndarray, ticks: np.ndarray, factor: float) -> np.ndarray:
+    """A copy of rows at grid ticks `ticks` whose note-on durations are stretched with a time stretch by
+    `factor`: a note's end is stretched as a position (rounded to the grid, as its onset is); a note
+    stretched past MAX_DURATION is cut to it."""
+    rows = np.array(rows, np.int64)
+    closed = (rows[:, TYPE] == NOTE_ON) & (rows[:, DURATION] != OPEN)
+    onset = np.asarray(ticks, np.int64)[closed]
+    length = np.rint((onset + rows[closed, DURATION] - 1) * factor).astype(np.int64) - np.rint(onset * factor).astype(np.int64)
+    rows[closed, DURATION] = 1 + np.minimum(length, MAX_DURATION)
+    return rows
 
 
 def grid_ticks(events: np.ndarray) -> np.ndarray:
     """Absolute grid tick of every row."""
     return np.cumsum(np.asarray(events)[:, COLUMN["time"]].astype(np.int64))
-
-
-def decode(events: np.ndarray, path: str | Path, ticks_per_beat: int = 96) -> None:
-    """Write events as a format-1 MIDI file: a tempo track, then one track per channel.
-
-    A note-on whose instrument differs from its channel's current program is preceded by a program
-    change (the codec never writes one, a model may); a note-off with nothing sounding is dropped;
-    notes still sounding at the end are ended.
-    """
-    events = np.asarray(events)
-    ticks = grid_ticks(events)
-    tempo_track: list[tuple[int, bytes]] = []
-    channel_tracks: dict[int, list[tuple[int, bytes]]] = {}
-    program = [0] * 16
-    sounding = np.zeros((16, 128), np.int64)
-    on_a_channel = (NOTE_ON, NOTE_OFF, PROGRAM, CONTROL, PITCH_BEND)
-    for tick, row in zip(ticks.tolist(), events.tolist()):
-        type_, _time, channel, instrument, note, velocity = row
-        track = channel_tracks.setdefault(channel, []) if type_ in on_a_channel else None
-        if type_ == TEMPO:
-            tempo_track.append((tick, midi.tempo(int(tempo_of(np.array(row))))))
-        elif type_ == CONTROL:
-            track.append((tick, midi.control_change(channel, instrument, velocity)))
-        elif type_ == PITCH_BEND:
-            track.append((tick, midi.pitch_bend(channel, (note << 7) | velocity)))
-        elif type_ == PROGRAM or (type_ == NOTE_ON and instrument != program[channel]):
-            track.append((tick, midi.program_change(channel, instrument)))
-            program[channel] = instrument
-        if type_ == NOTE_ON:
-            track.append((tick, midi.note_on(channel, note, max(velocity, 1))))
-            sounding[channel, note] += 1
-        elif type_ == NOTE_OFF and sounding[channel, note]:
-            track.append((tick, midi.note_off(channel, note)))
-            sounding[channel, note] -= 1
-        elif type_ == END:
-            break
-    end = int(ticks[-1]) if len(ticks) else 0
-    for channel, note in zip(*np.nonzero(sounding)):
-        channel_tracks[int(channel)].extend([(end, midi.note_off(int(channel), int(note)))] * sounding[channel, note])
-    tracks = [midi.track_chunk(tempo_track, name="midiformer")]
-    tracks += [midi.track_chunk(channel_tracks[c]) for c in sorted(channel_tracks)]
-    midi.write_midi(path, ticks_per_beat, tracks)
 
 
 # --- what the metrics and the store need ------------------------------------------------------

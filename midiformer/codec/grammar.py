@@ -15,7 +15,9 @@ The rules (what each field holds per type: the table in events.py):
     time_shift   time = MAX_TIME_SHIFT, and the row after it has time >= 1
     note_on      velocity 1..127 (a MIDI note-on of velocity 0 is a note-off); instrument = its
                  channel's program (its last PROGRAM row in the song, else 0)
-    note_off     only while a note sounds; ends a note sounding on its channel and pitch
+    note_off     only while an OPEN note sounds (a note-on of duration OPEN); ends one on its channel
+                 and pitch (a note-on with a duration ends by itself: the "sounding" state below counts
+                 OPEN notes only)
     tempo        channel field 0..7 (the top 3 of 24 bits); microseconds per quarter >= 1
     control      the controller is one of the carried `controls` (data.codec), never 120-127
     pitch_bend   only with pitch_bend=True (data.codec)
@@ -43,6 +45,7 @@ import torch
 from midiformer.codec import events
 from midiformer.codec.events import (
     CHANNEL,
+    DURATION,
     END,
     FIELDS,
     INSTRUMENT,
@@ -50,6 +53,7 @@ from midiformer.codec.events import (
     NOTE,
     NOTE_OFF,
     NOTE_ON,
+    OPEN,
     PROGRAM,
     START,
     TIME,
@@ -122,7 +126,7 @@ def _state_of(rows: np.ndarray, sounding: np.ndarray | None = None,
     song's start)."""
     type_ = rows[:, TYPE]
     key = rows[:, CHANNEL].astype(np.int64) * 128 + rows[:, NOTE]
-    change = (type_ == NOTE_ON).astype(np.int64) - (type_ == NOTE_OFF)
+    change = opens_a_note(rows).astype(np.int64) - (type_ == NOTE_OFF)
     sounding = (0 if sounding is None else sounding) + np.bincount(key, weights=change, minlength=KEYS).astype(np.int64)
     programs = np.zeros(16, np.int64) if programs is None else programs.copy()
     program_rows = rows[type_ == PROGRAM]
@@ -130,6 +134,11 @@ def _state_of(rows: np.ndarray, sounding: np.ndarray | None = None,
         last = len(program_rows) - 1 - np.unique(program_rows[::-1, CHANNEL], return_index=True)[1]
         programs[program_rows[last, CHANNEL]] = program_rows[last, INSTRUMENT]
     return sounding, programs
+
+
+def opens_a_note(rows: np.ndarray | torch.Tensor):
+    """Rows (..., F) that start an OPEN note: one that a note_off row will end."""
+    return (rows[..., TYPE] == NOTE_ON) & (rows[..., DURATION] == OPEN)
 
 
 def onset_ticks(inputs: torch.Tensor, start_ticks: torch.Tensor | None = None) -> torch.Tensor:
@@ -157,7 +166,7 @@ def sounding_after_each_row(inputs: torch.Tensor, start: SongStart) -> torch.Ten
     batch, length = inputs.shape[:2]
     type_ = inputs[..., TYPE]
     key = inputs[..., CHANNEL] * 128 + inputs[..., NOTE]
-    change = (type_ == NOTE_ON).to(torch.int16) - (type_ == NOTE_OFF).to(torch.int16)
+    change = opens_a_note(inputs).to(torch.int16) - (type_ == NOTE_OFF).to(torch.int16)
     deltas = torch.zeros(batch, KEYS, length, dtype=torch.int16, device=inputs.device)
     deltas.scatter_(1, key.unsqueeze(1), change.unsqueeze(1))
     deltas[..., 0] += start.sounding.view(batch, KEYS).to(torch.int16)
@@ -167,7 +176,7 @@ def sounding_after_each_row(inputs: torch.Tensor, start: SongStart) -> torch.Ten
 def sounding_per_channel(inputs: torch.Tensor, start: SongStart) -> torch.Tensor:
     """How many notes sound on each channel (B, T, 16) after each input row."""
     type_, channel = inputs[..., TYPE], inputs[..., CHANNEL]
-    change = (type_ == NOTE_ON).long() - (type_ == NOTE_OFF).long()
+    change = opens_a_note(inputs).long() - (type_ == NOTE_OFF).long()
     one_hot = (channel.unsqueeze(-1) == torch.arange(16, device=inputs.device)) * change.unsqueeze(-1)
     return start.sounding.sum(-1).unsqueeze(1) + one_hot.cumsum(dim=1)
 
@@ -221,7 +230,7 @@ def field_masks(inputs: torch.Tensor, targets: torch.Tensor, start: SongStart) -
     velocity_mask = ones("velocity")
     velocity_mask[..., 0] &= ~is_on
     masks = {"type": type_mask, "time": time_mask, "channel": channel_mask, "instrument": instrument_mask,
-             "note": note_mask, "velocity": velocity_mask}
+             "note": note_mask, "velocity": velocity_mask, "duration": ones("duration")}
     assert tuple(masks) == FIELDS
     return masks
 
@@ -301,13 +310,13 @@ def _state_violations(rows: np.ndarray, before: tuple[np.ndarray, np.ndarray] | 
         known = True
         sounding = np.asarray(before[0], np.int64).reshape(16, 128).copy()
         program = [int(p) for p in np.asarray(before[1]).reshape(16)]
-    for i, (type_, _time, channel, instrument, note, _velocity) in enumerate(rows.tolist()):
+    for i, (type_, _time, channel, instrument, note, _velocity, duration) in enumerate(rows.tolist()):
         if type_ == events.START:
             known, program, sounding = True, [0] * 16, np.zeros((16, 128), np.int64)
         elif not known:
             continue
         elif type_ == events.NOTE_ON:
-            sounding[channel, note] += 1
+            sounding[channel, note] += duration == OPEN
             if instrument != program[channel]:
                 found.append(f"row {i}: note_on of instrument {instrument} on channel {channel}, "
                              f"whose program is {program[channel]}")

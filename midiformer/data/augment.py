@@ -132,8 +132,9 @@ class TempoStretch(Augmentation):
     grows past MAX_TIME_SHIFT gains time_shift rows, one that shrinks loses them, and every window
     is a sequence the codec could have written. The window keeps its row count, so batches keep
     their shape: rows framed past its end are dropped; a window that lost time_shift rows ends in
-    padding (IGNORE rows, which the loss does not count). Tempo rows are left as they are: the music
-    is played at a different speed, it does not carry a different tempo marking.
+    padding (IGNORE rows, which the loss does not count). A note-on's duration is stretched with it
+    (its end is a position too; one stretched past MAX_DURATION is cut to it). Tempo rows are left
+    as they are: the music is played at a different speed, it does not carry a different tempo marking.
     """
 
     def __init__(self, min_factor: float = 0.9, max_factor: float = 1.1):
@@ -145,7 +146,9 @@ class TempoStretch(Augmentation):
         factor = math.exp(rng.uniform(math.log(self.min_factor), math.log(self.max_factor)))
         real = window[:, TYPE] != events.IGNORE
         rows = window[real]
-        stretched = np.rint(np.cumsum(rows[:, TIME]) * factor).astype(np.int64)
+        position = np.cumsum(rows[:, TIME])
+        stretched = np.rint(position * factor).astype(np.int64)
+        rows = events.stretch_durations(rows, position, factor)
         is_shift = rows[:, TYPE] == events.TIME_SHIFT
         kept, at = rows[~is_shift], stretched[~is_shift]
         framed = events.with_time_shifts(kept, np.diff(at, prepend=0))

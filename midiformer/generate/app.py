@@ -71,7 +71,8 @@ def settings_from(cfg: DictConfig, codec: dict) -> sampling.Settings:
     return sampling.Settings(n_events=cfg.n_events, seconds=cfg.seconds, num_samples=cfg.num_samples,
                              kv_cache=cfg.kv_cache, slide=cfg.slide, instruments=instruments, allow_end=cfg.allow_end,
                              ticks_per_beat=codec["ticks_per_beat"], controls=tuple(codec["controls"]),
-                             pitch_bend=codec["pitch_bend"], fields=fields, progress=cfg.progress)
+                             pitch_bend=codec["pitch_bend"], durations=codec["durations"], fields=fields,
+                             progress=cfg.progress)
 
 
 def primer_cut(cfg: DictConfig, settings: sampling.Settings) -> primer.Cut:
@@ -80,7 +81,7 @@ def primer_cut(cfg: DictConfig, settings: sampling.Settings) -> primer.Cut:
         return primer.Cut(primer.start_row(), np.zeros((0, len(events.FIELDS)), np.int64))
     return primer.load_cut(cfg.primer.file, settings.ticks_per_beat, seconds=cfg.primer.seconds,
                            n_events=cfg.primer.events, start_seconds=cfg.primer.start_seconds,
-                           controls=settings.controls, pitch_bend=settings.pitch_bend)
+                           controls=settings.controls, pitch_bend=settings.pitch_bend, durations=settings.durations)
 
 
 def memorisation_index(cfg: DictConfig, run_cfg: DictConfig, checkpoint: Path) -> MemorisationIndex | None:

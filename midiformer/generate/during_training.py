@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from midiformer.codec import events
+from midiformer.codec import events, to_midi
 from midiformer.data.store import codec_settings_of
 from midiformer.generate import audio, metrics, primer, sampling
 from midiformer.generate.pianoroll import save_pianoroll
@@ -59,7 +59,8 @@ def write_training_sample(model: torch.nn.Module, cut: primer.Cut, step: int, ru
     try:
         ticks_per_beat = codec["ticks_per_beat"]
         settings = sampling.Settings(n_events=trainer_cfg.sample_events, ticks_per_beat=ticks_per_beat,
-                                     controls=tuple(codec["controls"]), pitch_bend=codec["pitch_bend"], allow_end=True)
+                                     controls=tuple(codec["controls"]), pitch_bend=codec["pitch_bend"],
+                                     durations=codec["durations"], allow_end=True)
         (sample,) = sampling.sample(model, cut.primer, settings, seed=SAMPLE_SEED)
     finally:
         model.train(was_training)
@@ -69,7 +70,7 @@ def write_training_sample(model: torch.nn.Module, cut: primer.Cut, step: int, ru
     stem.parent.mkdir(parents=True, exist_ok=True)
     whistle = primer.whistle_at_handover(cut.primer, song, 84, 0.5, ticks_per_beat)
     mid, png, wav = stem.with_suffix(".mid"), stem.with_suffix(".png"), stem.with_suffix(".wav")
-    events.decode(primer.with_whistle(song, whistle) if whistle else song, mid, ticks_per_beat)
+    to_midi.decode(primer.with_whistle(song, whistle) if whistle else song, mid, ticks_per_beat)
     save_pianoroll(mid, png, int(events.grid_ticks(cut.primer)[-1]), whistle.channel if whistle else None,
                    title=f"step {step}: validation primer + model")
     report = metrics.continuation_report(cut.primer, continuation, cut.rest if len(cut.rest) else None, ticks_per_beat)

@@ -16,6 +16,9 @@ have written:
                 (`controls`; None: any controller 0-119, as the grammar-masked likelihood allows)
     note        note_off: a pitch sounding on the chosen channel
     velocity    note_on: 1..127 (a MIDI note-on of velocity 0 is a note-off); tempo: never 0 us
+    duration    note_on: OPEN only, when the codec did not code durations (data.codec.durations=false)
+
+"Sounding" counts the OPEN notes (codec/grammar.py): those a note_off row ends.
 
 Fields that do not apply to the sampled type are set to 0 by the sampler (as in training, where
 they are masked and fed to cascade heads as 0). The state also follows the tempo and the time in
@@ -27,7 +30,8 @@ import numpy as np
 import torch
 
 from midiformer.codec import events
-from midiformer.codec.events import CHANNEL, INSTRUMENT, NOTE, TIME, TYPE, VELOCITY
+from midiformer.codec.events import CHANNEL, DURATION, INSTRUMENT, NOTE, TIME, TYPE, VELOCITY
+from midiformer.codec.grammar import opens_a_note
 from midiformer.common import ConfigError
 
 DRUMS = "drums"  # the word that allows channel 9 (General MIDI percussion) in `instruments`
@@ -56,8 +60,9 @@ class SongState:
     first row, and whether the last row was a time_shift."""
 
     def __init__(self, batch: int, ticks_per_beat: int, instruments=None, allow_end: bool = True,
-                 device: torch.device | str = "cpu", controls=None, pitch_bend: bool = True):
+                 device: torch.device | str = "cpu", controls=None, pitch_bend: bool = True, durations: bool = True):
         self.ticks_per_beat, self.allow_end, self.pitch_bend = ticks_per_beat, allow_end, bool(pitch_bend)
+        self.durations = bool(durations)
         self.sounding = torch.zeros(batch, 16, 128, dtype=torch.long, device=device)
         self.program = torch.zeros(batch, 16, dtype=torch.long, device=device)
         self.tempo = torch.full((batch,), float(events.DEFAULT_TEMPO), dtype=torch.float64, device=device)
@@ -81,7 +86,7 @@ class SongState:
         type_, time, channel, note = rows[:, TYPE], rows[:, TIME], rows[:, CHANNEL], rows[:, NOTE]
         running = torch.ones_like(type_, dtype=torch.bool) if running is None else running
         batch = torch.arange(len(rows), device=rows.device)
-        change = ((type_ == events.NOTE_ON).long() - (type_ == events.NOTE_OFF).long()) * running
+        change = (opens_a_note(rows).long() - (type_ == events.NOTE_OFF).long()) * running
         self.sounding[batch, channel, note] = (self.sounding[batch, channel, note] + change).clamp(min=0)
         is_program = (type_ == events.PROGRAM) & running
         self.program[batch, channel] = torch.where(is_program, rows[:, INSTRUMENT], self.program[batch, channel])
@@ -151,4 +156,6 @@ class SongState:
             allowed[is_[events.NOTE_ON], 0] = False
             zero_so_far = is_[events.TEMPO] & (chosen[:, CHANNEL:VELOCITY] == 0).all(1)
             allowed[zero_so_far, 0] = False  # a tempo of 0 microseconds per quarter
+        elif field == DURATION and not self.durations:
+            allowed[is_[events.NOTE_ON], events.OPEN + 1:] = False
         return allowed

@@ -37,8 +37,8 @@ import muspy
 import numpy as np
 
 from midiformer.codec import events
+from midiformer.codec.events import CHANNEL, DURATION, INSTRUMENT, NOTE, TYPE, VELOCITY
 
-_TYPE, _TIME, _CHANNEL, _INSTRUMENT, _NOTE, _VELOCITY = range(len(events.FIELDS))
 GM_FAMILIES = ("piano", "chromatic_percussion", "organ", "guitar", "bass", "strings", "ensemble", "brass", "reed",
                "pipe", "synth_lead", "synth_pad", "synth_effects", "ethnic", "percussive", "sound_effects")
 BEAT_BINS = 12  # onset positions within a beat: sixteenths (every 3rd bin) and triplet eighths (every 4th)
@@ -74,29 +74,30 @@ class Notes:
 
 
 def notes_of_rows(rows: np.ndarray, ticks: np.ndarray | None = None) -> Notes:
-    """The notes of event rows: each note-off ends the earliest sounding note of its channel and pitch
-    (the codec's rule); a note-off with nothing sounding is ignored; a note still sounding at the last
-    row ends there. `ticks` are the rows' grid ticks (default: the cumulative sum of their gaps)."""
+    """The notes of event rows: a note-on with a duration ends by itself; each note-off ends the earliest
+    OPEN note sounding on its channel and pitch (the codec's rule); a note-off with nothing sounding is
+    ignored; a note still sounding at the last row ends there. `ticks` are the rows' grid ticks (default: the cumulative sum of their gaps)."""
     rows = np.asarray(rows, np.int64)
     ticks = events.grid_ticks(rows) if ticks is None else np.asarray(ticks, np.int64)
     sounding: dict[int, list[int]] = {}
     onset_row, offset_tick = [], []
     end = int(ticks[-1]) if len(ticks) else 0
-    for i, (type_, channel, note) in enumerate(rows[:, [_TYPE, _CHANNEL, _NOTE]].tolist()):
+    for i, (type_, channel, note, duration) in enumerate(rows[:, [TYPE, CHANNEL, NOTE, DURATION]].tolist()):
         if type_ == events.NOTE_ON:
-            sounding.setdefault(channel * 128 + note, []).append(len(onset_row))
+            if duration == events.OPEN:
+                sounding.setdefault(channel * 128 + note, []).append(len(onset_row))
+            offset_tick.append(end if duration == events.OPEN else min(int(ticks[i]) + duration - 1, end))
             onset_row.append(i)
-            offset_tick.append(end)
         elif type_ == events.NOTE_OFF and sounding.get(channel * 128 + note):
             offset_tick[sounding[channel * 128 + note].pop(0)] = int(ticks[i])
     on = np.asarray(onset_row, np.int64)
-    return Notes(ticks[on], np.asarray(offset_tick, np.int64), rows[on, _CHANNEL], rows[on, _NOTE],
-                 rows[on, _VELOCITY], rows[on, _INSTRUMENT])
+    return Notes(ticks[on], np.asarray(offset_tick, np.int64), rows[on, CHANNEL], rows[on, NOTE],
+                 rows[on, VELOCITY], rows[on, INSTRUMENT])
 
 
 def last_bpm(rows: np.ndarray, default: float | None = 120.0) -> float | None:
     """The tempo in force after the rows (MIDI's 120 BPM, or `default`, when they hold no tempo row)."""
-    tempo = np.asarray(rows)[np.asarray(rows)[:, _TYPE] == events.TEMPO]
+    tempo = np.asarray(rows)[np.asarray(rows)[:, TYPE] == events.TEMPO]
     if not len(tempo):
         return default
     return float(events.bpm_of(tempo[-1]))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from midiformer.codec import events, grammar
+from midiformer.codec import events, grammar, to_midi
 from midiformer.generate import audio, metrics, primer, sampling
 from midiformer.generate.memorisation import MemorisationIndex, note_tokens
 from midiformer.generate.pianoroll import save_pianoroll
@@ -28,7 +28,7 @@ def write_sample(stem: Path, cut: primer.Cut, sample: sampling.Sample, cfg: Dict
             print(f"{stem.name}: no whistle, the primer uses every melodic channel")
     stem.parent.mkdir(parents=True, exist_ok=True)
     mid = stem.with_suffix(".mid")
-    events.decode(primer.with_whistle(song, whistle) if whistle else song, mid, ticks_per_beat)
+    to_midi.decode(primer.with_whistle(song, whistle) if whistle else song, mid, ticks_per_beat)
     save_pianoroll(mid, stem.with_suffix(".png"), int(events.grid_ticks(start)[-1]),
                    whistle.channel if whistle else None, title=f"{stem.name}: {source} + model")
     report = sample_report(cfg, start, continuation, logprobs, whistle, ticks_per_beat)

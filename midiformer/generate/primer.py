@@ -21,8 +21,8 @@ from midiformer.codec import events
 from midiformer.common import ConfigError
 
 WHISTLE_PROGRAM = 78  # General MIDI "Whistle" (79 in the 1-based numbering of the GM tables)
-_TYPE, _TIME, _CHANNEL, _INSTRUMENT, _NOTE, _VELOCITY = (events.TYPE, events.TIME, events.CHANNEL, events.INSTRUMENT,
-                                                        events.NOTE, events.VELOCITY)
+_TYPE, _TIME, _CHANNEL, _INSTRUMENT, _NOTE, _VELOCITY, _DURATION = (
+    events.TYPE, events.TIME, events.CHANNEL, events.INSTRUMENT, events.NOTE, events.VELOCITY, events.DURATION)
 
 
 def start_row() -> np.ndarray:
@@ -35,7 +35,7 @@ def start_row() -> np.ndarray:
 def load_primer(path: str | Path, ticks_per_beat: int, seconds: float | None = None, n_events: int | None = None,
                 start_seconds: float = 0.0, **codec) -> np.ndarray:
     """Rows (T, F) of a primer cut from a MIDI file (MidiError if it is not one); see the module doc.
-    codec: the other codec settings (controls, pitch_bend) the model was trained with."""
+    codec: the other codec settings (controls, pitch_bend, durations) the model was trained with."""
     return load_cut(path, ticks_per_beat, seconds, n_events, start_seconds, **codec).primer
 
 
@@ -110,9 +110,9 @@ def state_at(song: np.ndarray, row: int) -> np.ndarray:
 def _ends_an_earlier_note(rows: np.ndarray) -> np.ndarray:
     """(T,) bool: note-offs whose note began before `rows` (the cut would leave them with nothing to end)."""
     sounding, orphan = np.zeros((16, 128), np.int64), np.zeros(len(rows), bool)
-    for i, (type_, channel, note) in enumerate(rows[:, [_TYPE, _CHANNEL, _NOTE]].tolist()):
+    for i, (type_, channel, note, duration) in enumerate(rows[:, [_TYPE, _CHANNEL, _NOTE, _DURATION]].tolist()):
         if type_ == events.NOTE_ON:
-            sounding[channel, note] += 1
+            sounding[channel, note] += duration == events.OPEN  # a note with a duration has no note-off
         elif type_ == events.NOTE_OFF:
             orphan[i] = sounding[channel, note] == 0
             sounding[channel, note] -= not orphan[i]

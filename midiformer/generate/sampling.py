@@ -49,6 +49,7 @@ class Settings:
     ticks_per_beat: int = 96            # the codec grid the model was trained on (data.codec.ticks_per_beat)
     controls: tuple | None = None       # the controllers its codec carried (data.codec.controls); None: any
     pitch_bend: bool = True             # whether its codec carried pitch bends (data.codec.pitch_bend)
+    durations: bool = True              # whether its codec coded durations on note-ons (data.codec.durations)
     fields: list[FieldSampling] = field(default_factory=lambda: [FieldSampling() for _ in events.FIELDS])
     progress: bool = False              # a tqdm bar with events/s
 
@@ -166,7 +167,7 @@ def sample(model, primer: np.ndarray, settings: Settings, seed: int = 0) -> list
     rows[:, :first] = torch.as_tensor(primer, dtype=torch.long, device=device)
     logprobs = torch.zeros(batch, settings.n_events, len(events.FIELDS), device=device)
     state = SongState(batch, settings.ticks_per_beat, settings.instruments, settings.allow_end, device,
-                      settings.controls, settings.pitch_bend)
+                      settings.controls, settings.pitch_bend, settings.durations)
     state.follow(rows[0, :first])
     primer_seconds = state.seconds.clone()
     window = ContextWindow(model, rows, settings.kv_cache, settings.slide)

@@ -67,7 +67,8 @@ def continue_primers(model, files: list[Path], cfg: DictConfig, settings: sampli
         try:
             cut = primer.load_cut(path, settings.ticks_per_beat, seconds=cfg.primer.seconds,
                                   n_events=cfg.primer.events, start_seconds=cfg.primer.start_seconds,
-                                  controls=settings.controls, pitch_bend=settings.pitch_bend)
+                                  controls=settings.controls, pitch_bend=settings.pitch_bend,
+                                  durations=settings.durations)
             samples = [(seed, sample) for seed in seeds for sample in sampling.sample(model, cut.primer, settings, seed)]
         except USER_ERRORS as error:
             if not any(s["file"] == str(path) for s in skipped):

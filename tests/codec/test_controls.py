@@ -128,4 +128,4 @@ def test_bad_codec_settings_are_refused(settings, option):
 def test_the_store_key_settings_are_one_form():
     assert events.codec_settings(controls=[67, 64]) == events.codec_settings(controls=(64, 67))
     assert events.codec_settings() == {"ticks_per_beat": 96, "controls": sorted(events.DEFAULT_CONTROLS),
-                                       "pitch_bend": True}
+                                       "pitch_bend": True, "durations": True}

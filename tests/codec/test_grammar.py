@@ -13,12 +13,22 @@ from tests.conftest import dev_files
 WINDOW = 512
 
 
-@pytest.fixture(scope="module")
-def corpus(dev_data) -> tuple[np.ndarray, np.ndarray]:
+def encoded_corpus(durations: bool) -> tuple[np.ndarray, np.ndarray]:
     """Every dev file encoded, songs one after another as in a store split, and each song's first row."""
-    songs = [events.encode(path) for path in dev_files()]
+    songs = [events.encode(path, durations=durations) for path in dev_files()]
     offsets = np.concatenate([[0], np.cumsum([len(song) for song in songs])])
     return np.concatenate(songs), offsets
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["durations", "note_off_rows"])
+def corpus(dev_data, request) -> tuple[np.ndarray, np.ndarray]:
+    """The dev corpus in both layouts: durations on the note-ons (the default), a note_off row per note."""
+    return encoded_corpus(request.param)
+
+
+@pytest.fixture(scope="module")
+def note_off_corpus(dev_data) -> tuple[np.ndarray, np.ndarray]:
+    return encoded_corpus(durations=False)
 
 
 @pytest.mark.slow  # all 473 dev files: 90 s on a loaded 2-core machine
@@ -33,9 +43,9 @@ def test_the_masks_allow_every_row_of_every_dev_file(corpus):
     assert totals == dict.fromkeys(events.FIELDS, 0)
 
 
-def test_the_masks_are_not_trivial(corpus):
+def test_the_masks_are_not_trivial(note_off_corpus):
     """On real songs the grammar fixes the instrument of every note-on and restricts every note-off's pitch."""
-    rows, offsets = corpus
+    rows, offsets = note_off_corpus
     batch = next(eval_batches(rows[:20 * WINDOW], 16, WINDOW, offsets=offsets[offsets < 20 * WINDOW]))
     inputs, targets, start = batch.to("cpu")
     masks = grammar.field_masks(inputs, targets, start)

@@ -7,13 +7,14 @@ import pytest
 from midiformer.codec import events, grammar
 from tests.conftest import DEV_DATA
 
-TYPE, TIME, CHANNEL, INSTRUMENT, NOTE, VELOCITY = range(len(events.FIELDS))
+TYPE, TIME, CHANNEL, INSTRUMENT, NOTE, VELOCITY, DURATION = range(len(events.FIELDS))
 SONG = DEV_DATA / "openmsx" / "tttheme2.mid"  # programs change mid-song; tempo, drums, long rests
 
 
 @pytest.fixture(scope="module")
 def song() -> np.ndarray:
-    rows = events.encode(SONG, controls=[7, 10, 64], pitch_bend=True).astype(np.int64)
+    """The song with a note_off row per note (durations=False), whose rules most tests below break."""
+    rows = events.encode(SONG, controls=[7, 10, 64], pitch_bend=True, durations=False).astype(np.int64)
     grammar.check(rows, song=True, controls=[7, 10, 64], pitch_bend=True)
     return rows
 
@@ -34,7 +35,7 @@ def wrong_program(rows):
 
 
 def sounding_at_end(rows):
-    rows[first(rows, events.NOTE_OFF)] = [events.TIME_SHIFT, events.MAX_TIME_SHIFT, 0, 0, 0, 0]
+    rows[first(rows, events.NOTE_OFF)] = [events.TIME_SHIFT, events.MAX_TIME_SHIFT, 0, 0, 0, 0, 0]
 
 
 def time_after_shift(rows):
@@ -76,7 +77,7 @@ def test_settings_decide_what_may_appear(song):
     with pytest.raises(grammar.GrammarError, match="not carried"):
         grammar.check(song, controls=[64])
     bend = song.copy()
-    bend[first(bend, events.CONTROL)] = [events.PITCH_BEND, 0, 2, 0, 64, 0]
+    bend[first(bend, events.CONTROL)] = [events.PITCH_BEND, 0, 2, 0, 64, 0, 0]
     grammar.check(bend, song=True, controls=[7, 10, 64], pitch_bend=True)
     with pytest.raises(grammar.GrammarError, match="pitch_bend"):
         grammar.check(bend, pitch_bend=False)
@@ -96,3 +97,21 @@ def test_a_window_that_opens_mid_song_knows_no_state_before_its_start(song):
     broken = window.copy()
     broken[1, TYPE] = events.START  # from a START on the state is known, so the same note-offs are errors
     assert any("start that does not begin a song" in v for v in grammar.violations(broken))
+
+
+def test_a_note_with_a_duration_takes_no_note_off():
+    """With durations (the default) a note-on of duration d + 1 ends by itself: a note_off for it is an
+    error, as is a note_off for a note shortened past MAX_DURATION's OPEN marker; the OPEN notes keep theirs."""
+    rows = events.encode(SONG).astype(np.int64)
+    grammar.check(rows, song=True)
+    closed = first(rows, events.NOTE_ON, rows[:, DURATION] != events.OPEN)
+    off = rows[closed].copy()
+    off[[TYPE, TIME, INSTRUMENT, VELOCITY, DURATION]] = events.NOTE_OFF, 0, 0, 0, 0
+    broken = np.insert(rows, closed + 1, off, axis=0)
+    with pytest.raises(grammar.GrammarError, match="which is not sounding"):
+        grammar.check(broken, song=True)
+    opened = rows.copy()
+    opened[closed, DURATION] = events.OPEN  # now it needs a note_off before the END
+    with pytest.raises(grammar.GrammarError, match="note.s. sound"):
+        grammar.check(opened, song=True)
+    grammar.check(np.insert(opened, closed + 1, off, axis=0), song=True)

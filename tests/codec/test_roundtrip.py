@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from midiformer.codec import events, grammar
+from midiformer.codec import events, grammar, to_midi
 from tests.codec import mido_oracle
 from tests.conftest import DEV_DATA, dev_files
 
@@ -62,7 +62,7 @@ def assert_same_timelines(path, original: dict, decoded: dict):
 
 def roundtrip(path, tmp_path, ticks_per_beat=TICKS_PER_BEAT, **settings):
     out = tmp_path / (path.stem + ".decoded.mid")
-    events.decode(events.encode(path, ticks_per_beat=ticks_per_beat, **settings), out, ticks_per_beat)
+    to_midi.decode(events.encode(path, ticks_per_beat=ticks_per_beat, **settings), out, ticks_per_beat)
     return out
 
 
@@ -77,7 +77,7 @@ def test_every_dev_file_survives_the_roundtrip(path, tmp_path):
     rows = events.encode(path, controls=EVERY_CONTROLLER, pitch_bend=True)
     grammar.check(rows, song=True, controls=EVERY_CONTROLLER, pitch_bend=True)
     decoded = tmp_path / "decoded.mid"
-    events.decode(rows, decoded)
+    to_midi.decode(rows, decoded)
     assert_same_music(path, decoded, controls=EVERY_CONTROLLER)
 
 

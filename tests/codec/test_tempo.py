@@ -15,7 +15,7 @@ from tests.conftest import DEV_DATA
 def test_tempo_fields_hold_every_24_bit_value(microseconds):
     row = np.zeros(len(events.FIELDS), np.int64)
     row[0] = events.TEMPO
-    row[2:] = events.tempo_fields(microseconds)
+    row[2:6] = events.tempo_fields(microseconds)
     assert events.tempo_of(row) == microseconds
     assert row[events.COLUMN["channel"]] < events.TEMPO_CHANNELS
     assert all(0 <= v < events.VOCAB[f] for f, v in zip(events.FIELDS, row))

@@ -60,6 +60,17 @@ def small_store(small_files, tmp_path_factory) -> Store:
     return Store(prepare_store(data_config(root, base / "cache")))
 
 
+@pytest.fixture(scope="session")
+def note_off_store(small_files, tmp_path_factory) -> Store:
+    """The small corpus with a note_off row per note (data.codec.durations=false): what the tests of the
+    note-off rules (notes sounding before a window, the ends of notes) need many of."""
+    base = tmp_path_factory.mktemp("note_off_store")
+    root = copy_corpus(small_files, base / "midi")
+    cfg = data_config(root, base / "cache")
+    cfg.codec.durations = False
+    return Store(prepare_store(cfg))
+
+
 def compose(config_name: str, overrides: list[str]):
     """A config composed from conf/ exactly as the apps compose it."""
     from hydra import compose as hydra_compose

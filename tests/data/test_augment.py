@@ -12,12 +12,14 @@ from midiformer.data.augment import AUGMENTS, TempoStretch, Transpose, Velocity,
 from midiformer.data.dataset import train_batch
 from midiformer.model.loss import grammar_violations
 
-TYPE, TIME, CHANNEL, NOTE, VELOCITY = (events.COLUMN[f] for f in ("type", "time", "channel", "note", "velocity"))
+TYPE, TIME, CHANNEL, NOTE, VELOCITY, DURATION = (events.COLUMN[f] for f in ("type", "time", "channel", "note", "velocity",
+                                                                     "duration"))
 
 
 @pytest.fixture(scope="module")
-def batches(small_store) -> list:
-    rows, offsets = small_store.events("train"), small_store.offsets("train")
+def batches(note_off_store) -> list:
+    """Training batches with many notes sounding before their windows (note_off rows: durations=false)."""
+    rows, offsets = note_off_store.events("train"), note_off_store.offsets("train")
     return [train_batch(rows, offsets, step, seed=0, batch_size=16, seq_len=255) for step in range(4)]
 
 
@@ -102,21 +104,36 @@ def positions(window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return real[keep], at[keep]
 
 
-def test_tempo_stretches_positions_and_keeps_everything_else(windows):
-    tempo, factors = TempoStretch(min_factor=0.8, max_factor=1.25), []
-    for i, w in enumerate(windows):
+@pytest.fixture(scope="module")
+def duration_windows(small_store) -> list[np.ndarray]:
+    """Windows of the default layout: notes carry their durations."""
+    rows, offsets = small_store.events("train"), small_store.offsets("train")
+    return [w for step in range(2) for w in train_batch(rows, offsets, step, seed=0, batch_size=16, seq_len=255).rows.numpy()]
+
+
+@pytest.mark.parametrize("layout", ["windows", "duration_windows"])
+def test_tempo_stretches_positions_and_keeps_everything_else(layout, request):
+    tempo, factors, closed_notes = TempoStretch(min_factor=0.8, max_factor=1.25), [], 0
+    for i, w in enumerate(request.getfixturevalue(layout)):
         out = tempo(w.copy(), np.random.default_rng(i))
         before, at_before = positions(w)
         after, at_after = positions(out)
         n = len(after)
         # every row but the time shifts is still there, in order, with the same fields; only times move
-        np.testing.assert_array_equal(np.delete(after, TIME, 1), np.delete(before[:n], TIME, 1))
+        np.testing.assert_array_equal(np.delete(after, [TIME, DURATION], 1), np.delete(before[:n], [TIME, DURATION], 1))
         assert n >= len(before) - (w[:, TYPE] == events.TIME_SHIFT).sum() - (out[:, TIME] == 0).sum() - 1
         # the factor is drawn log-uniformly (the docstring's promise), once for the whole window
         factor = math.exp(np.random.default_rng(i).uniform(math.log(0.8), math.log(1.25)))
         np.testing.assert_array_equal(at_after, np.rint(at_before[:n] * factor))
+        # a note's end moves as a position too (cut to MAX_DURATION)
+        closed = (after[:, TYPE] == events.NOTE_ON) & (after[:, DURATION] != events.OPEN)
+        end = np.rint((at_before[:n][closed] + before[:n][closed, DURATION] - 1) * factor)
+        np.testing.assert_array_equal(after[closed, DURATION] - 1,
+                                      np.minimum(end - at_after[closed], events.MAX_DURATION))
+        closed_notes += int(closed.sum())
         factors.append(factor)
     assert min(factors) < 0.85 and max(factors) > 1.2
+    assert (closed_notes > 1000) == (layout == "duration_windows")
 
 
 @pytest.mark.parametrize("factor", [0.5, 0.8, 0.9, 1.1, 1.25, 2.0])
@@ -201,7 +218,7 @@ def test_an_augmentation_that_breaks_the_grammar_is_stopped(windows):
 
 def test_padding_rows_are_never_touched():
     window = np.full((4, len(events.FIELDS)), events.IGNORE, dtype=np.int64)
-    window[0] = [events.NOTE_ON, 10, 0, 0, 60, 100]
+    window[0] = [events.NOTE_ON, 10, 0, 0, 60, 100, 1 + 48]
     for name in AUGMENTS.names():
         out = AUGMENTS.build(name)(window.copy(), np.random.default_rng(1))
         assert np.all(out[1:] == events.IGNORE), name

@@ -43,9 +43,9 @@ def test_train_batch_is_a_pure_function_of_seed_and_step(train):
     assert torch.equal(start.sounding, train_batch(rows, offsets, 5, seed=0, batch_size=8, seq_len=SEQ).start.sounding)
 
 
-def test_the_start_state_is_the_songs_state_before_each_window(train):
-    """Notes sounding when a window begins are the song's notes started and not yet ended before it."""
-    rows, offsets = train
+def test_the_start_state_is_the_songs_state_before_each_window(note_off_store):
+    """OPEN notes sounding when a window begins are the song's notes started and not yet ended before it."""
+    rows, offsets = note_off_store.events("train"), note_off_store.offsets("train")
     batch = train_batch(rows, offsets, 3, seed=0, batch_size=16, seq_len=SEQ)
     assert batch.start.sounding.sum() > 0  # some windows begin while notes sound
     for window, sounding in zip(batch.rows.numpy(), batch.start.sounding.numpy()):
@@ -54,6 +54,7 @@ def test_the_start_state_is_the_songs_state_before_each_window(train):
         expected = np.zeros((16, 128), np.int64)
         for row in rows[first:begin]:
             expected[row[2], row[4]] += int(row[0] == events.NOTE_ON) - int(row[0] == events.NOTE_OFF)
+        assert (rows[first:begin, events.DURATION] == events.OPEN).all()
         np.testing.assert_array_equal(sounding, expected)
 
 
@@ -144,6 +145,7 @@ def test_targets_keep_only_the_fields_of_their_type(small_store):
                 expected[..., f][types == t] = events.IGNORE
     assert torch.equal(targets, expected)
     assert torch.all(targets[3] == events.IGNORE) and torch.all(targets[2, -1] == events.IGNORE)
-    note_offs = targets[..., 0] == events.NOTE_OFF
-    assert note_offs.any() and torch.all(targets[note_offs][:, events.COLUMN["velocity"]] == events.IGNORE)
+    note_ons, others = types == events.NOTE_ON, (types != events.NOTE_ON) & (types != events.IGNORE)
+    assert note_ons.any() and torch.all(targets[note_ons][:, events.DURATION] != events.IGNORE)
+    assert others.any() and torch.all(targets[others][:, events.DURATION] == events.IGNORE)
     assert torch.equal(mask_targets(targets), targets)  # masking twice changes nothing

@@ -15,7 +15,7 @@ import pytest
 from matplotlib.colors import to_rgb
 from matplotlib.image import imread
 
-from midiformer.codec import events
+from midiformer.codec import events, to_midi
 from midiformer.common import ConfigError, exit_on_user_error
 from midiformer.generate import pianoroll, primer
 from midiformer.generate.app import argv_with_primer_file, generate, settings_from
@@ -78,7 +78,7 @@ def test_the_samples_are_summarised(generated):
 def test_the_primer_plays_as_in_the_song_then_the_whistle_then_the_continuation(generated, primer_song, tmp_path):
     out, _ = generated
     on_grid = tmp_path / "song_on_the_grid.mid"  # the song as the codec sees it (its 96-step grid)
-    events.decode(events.encode(primer_song), on_grid)
+    to_midi.decode(events.encode(primer_song), on_grid)
     song_notes = notes_of(on_grid)
     for stem in ("sample_00", "sample_01"):
         report = json.loads((out / f"{stem}.json").read_text())
@@ -112,7 +112,7 @@ def test_the_json_holds_every_event_and_agrees_with_the_midi(generated, tmp_path
     assert report["continuation_logprob"] == pytest.approx(sum(sampled))
     assert all(e["logprob"] is None for e in report["events"] if e["part"] != "continuation")
     rows = np.array([[events.TYPES.index(e["type"])] + [e[f] for f in events.FIELDS[1:]] for e in report["events"]])
-    events.decode(rows, tmp_path / "from_json.mid")
+    to_midi.decode(rows, tmp_path / "from_json.mid")
     whistle_channel = report["whistle"]["channel"]
     from_midi = [n for n in notes_of(out / "sample_00.mid") if n[2] != whistle_channel or n[5] != primer.WHISTLE_PROGRAM]
     assert notes_of(tmp_path / "from_json.mid") == from_midi

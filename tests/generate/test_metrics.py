@@ -92,7 +92,7 @@ def test_tempo_and_instrument_changes_are_reported(dev_data):
     continuation = cut.rest[:200].copy()
     tempo = np.zeros((1, len(events.FIELDS)), np.int64)
     tempo[0, 0] = events.TEMPO
-    tempo[0, 2:] = events.tempo_fields(round(60e6 / (2 * metrics.last_bpm(cut.primer))))  # twice as fast
+    tempo[0, 2:6] = events.tempo_fields(round(60e6 / (2 * metrics.last_bpm(cut.primer))))  # twice as fast
     continuation[:, 3] = np.where(continuation[:, 0] == events.NOTE_ON, 33, continuation[:, 3])  # electric bass
     report = metrics.continuation_report(cut.primer, np.concatenate([tempo, continuation]), cut.rest, 96)
     assert report["tempo"]["tempo_ratio"] == pytest.approx(2.0, rel=1e-3)

@@ -10,7 +10,7 @@ from midiformer.common import ConfigError
 from midiformer.generate import primer
 from tests.train.conftest import CORPUS
 
-TYPE, TIME, CHANNEL, INSTRUMENT, NOTE, VELOCITY = range(6)
+TYPE, TIME, CHANNEL, INSTRUMENT, NOTE, VELOCITY, DURATION = range(len(events.FIELDS))
 # Songs with state changes mid-song: 65 tempo changes from 40 s on; program changes at 25, 63, 71 s.
 MID_SONG_CUTS = [("midnight_snow_run.mid", 60.0), ("tttheme2.mid", 66.0)]
 
@@ -82,7 +82,7 @@ def test_the_whistle_channel_is_free_and_melodic():
     channel = primer.free_channel(start, whole)
     assert channel not in used_early and channel != events.DRUM_CHANNEL
     assert channel == 15  # the highest channel the whole song leaves free
-    every_channel = np.zeros((16, 6), np.int64)
+    every_channel = np.zeros((16, len(events.FIELDS)), np.int64)
     every_channel[:, TYPE], every_channel[:, CHANNEL] = events.PROGRAM, np.arange(16)
     assert primer.free_channel(every_channel) is None
 

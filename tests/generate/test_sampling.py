@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from midiformer.codec import events, grammar, midi
+from midiformer.codec import events, grammar, midi, to_midi
 from midiformer.common import ConfigError
 from midiformer.generate import primer, sampling
 from midiformer.generate.grammar import parse_instruments
@@ -13,7 +13,7 @@ from midiformer.model import MidiGPT
 from tests.generate.conftest import CONTEXT
 from tests.model.conftest import tiny_config
 
-TYPE, TIME, CHANNEL, INSTRUMENT, NOTE, VELOCITY = range(6)
+TYPE, TIME, CHANNEL, INSTRUMENT, NOTE, VELOCITY, DURATION = range(len(events.FIELDS))
 
 
 def random_model(**overrides) -> MidiGPT:
@@ -58,11 +58,11 @@ def test_samples_the_model_ends_stop_there_in_both_paths(trained_model, primer_s
 
 
 def replay(start: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Sounding notes after start + rows, checking on the way that every note_off ends one."""
+    """OPEN notes sounding after start + rows, checking on the way that every note_off ends one."""
     sounding = np.zeros((16, 128), int)
     for i, r in enumerate(np.concatenate([start, rows])):
         if r[TYPE] == events.NOTE_ON:
-            sounding[r[CHANNEL], r[NOTE]] += 1
+            sounding[r[CHANNEL], r[NOTE]] += r[DURATION] == events.OPEN
         elif r[TYPE] == events.NOTE_OFF:
             assert sounding[r[CHANNEL], r[NOTE]] > 0, f"row {i}: note_off of a silent note"
             sounding[r[CHANNEL], r[NOTE]] -= 1
@@ -71,9 +71,11 @@ def replay(start: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("heads", ["parallel", "cascade"])
 def test_every_sampled_event_is_valid(heads, primer_song, tmp_path):
+    """A random model, so every value the masks allow is drawn. Without durations every note is OPEN, so
+    note_off rows (and their masks) are common; test_sampled_durations_are_the_notes_lengths has the rest."""
     model = random_model(heads=heads)
-    start = primer.load_primer(primer_song, 96, seconds=1.0)
-    samples = run(model, start, n_events=400, num_samples=4, controls=events.DEFAULT_CONTROLS)
+    start = primer.load_primer(primer_song, 96, seconds=1.0, durations=False)
+    samples = run(model, start, n_events=400, num_samples=4, controls=events.DEFAULT_CONTROLS, durations=False)
     all_rows = np.concatenate([s.rows for s in samples])
     for name, column in zip(events.FIELDS, all_rows.T):
         assert column.min() >= 0 and column.max() < events.VOCAB[name]
@@ -94,7 +96,7 @@ def test_every_sampled_event_is_valid(heads, primer_song, tmp_path):
         sampled = len(sample.rows) - (sample.rows[-1, TYPE] in (events.END, events.TIME_SHIFT))  # closed() keeps
         assert np.isfinite(logprobs[:sampled]).all() and (logprobs[:sampled] < 0).all()
         path = tmp_path / f"{i}.mid"
-        events.decode(np.concatenate([start, rows]), path)
+        to_midi.decode(np.concatenate([start, rows]), path)
         notes, _, stats = events.pair_notes(midi.read_midi(path))
         assert stats["orphan_note_offs"] == 0 and stats["unterminated_notes"] == 0
         assert stats["notes"] == (np.concatenate([start, rows])[:, TYPE] == events.NOTE_ON).sum()
@@ -166,14 +168,14 @@ def test_sampling_stops_after_the_seconds_asked_for(trained_model, primer_song):
 
 
 def test_a_sampled_end_closes_the_notes_at_its_time():
-    rows = np.zeros((3, 6), np.int64)
+    rows = np.zeros((3, len(events.FIELDS)), np.int64)
     rows[:, TYPE] = events.NOTE_ON, events.NOTE_ON, events.END
     rows[:2, CHANNEL], rows[:2, NOTE], rows[:2, VELOCITY], rows[2, TIME] = 2, (60, 64), 80, 48
-    sample = sampling.Sample(rows, np.full((3, 6), -0.5, np.float32), [(2, 60), (2, 64)])
+    sample = sampling.Sample(rows, np.full((3, len(events.FIELDS)), -0.5, np.float32), [(2, 60), (2, 64)])
     closed, logprobs = sampling.closed(sample)
     assert closed[:, TYPE].tolist() == [events.NOTE_ON, events.NOTE_ON, events.NOTE_OFF, events.NOTE_OFF, events.END]
     assert closed[2:, TIME].tolist() == [48, 0, 0]  # the notes end where the model ended the song
-    assert np.isnan(logprobs[2:4]).all() and logprobs[-1] == pytest.approx(-3.0)
+    assert np.isnan(logprobs[2:4]).all() and logprobs[-1] == pytest.approx(-0.5 * len(events.FIELDS))
 
 
 def test_a_primer_longer_than_the_context_is_refused(primer_song):
@@ -191,3 +193,25 @@ def test_a_model_of_the_seed_codec_samples_none_of_the_new_types(primer_song):
     for sample in samples:
         rows, _ = sampling.closed(sample)
         grammar.check(np.concatenate([primer.start_row(), rows]), song=True, controls=[], pitch_bend=False)
+
+
+def test_sampled_durations_are_the_notes_lengths(primer_song, tmp_path):
+    """With durations a note-on's duration ends its note: decoded, each note lasts duration - 1 steps
+    (or until the song's end), and the few OPEN ones end at note_off rows."""
+    model = random_model(heads="cascade")
+    start = primer.load_primer(primer_song, 96, seconds=1.0)
+    (sample,) = run(model, start, n_events=300, num_samples=1)
+    rows, _ = sampling.closed(sample)
+    song = np.concatenate([start, rows])
+    grammar.check(song, song=True)
+    on = song[:, TYPE] == events.NOTE_ON
+    assert (song[on, DURATION] != events.OPEN).sum() > 0.9 * on.sum()
+    to_midi.decode(song, tmp_path / "sample.mid")
+    notes = events.pair_notes(midi.read_midi(tmp_path / "sample.mid"))[0]
+    assert len(notes) == on.sum()
+    ticks, end = events.grid_ticks(song), int(events.grid_ticks(song)[-1])
+    closed = on & (song[:, DURATION] != events.OPEN)
+    expected = sorted(zip(ticks[closed].tolist(), np.minimum(ticks[closed] + song[closed, DURATION] - 1, end).tolist(),
+                          song[closed, NOTE].tolist()))
+    found = sorted(zip(notes[:, 0].tolist(), notes[:, 1].tolist(), notes[:, 3].tolist()))
+    assert set(expected) <= set(found)

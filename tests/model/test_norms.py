@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from midiformer.codec import events
 from midiformer.model import NORMS, MidiGPT
 from midiformer.model.norms import ScaleNorm
 from tests.model.conftest import split, tiny_config, windows
@@ -31,7 +32,7 @@ def test_fixnorm_gives_unit_length_embeddings_times_a_learned_scale_and_scalenor
     assert model.embed_norm.g is not model.blocks[0].norm1.g
     with torch.no_grad():
         model.embed_norm.g.fill_(3.0)
-    inputs = torch.zeros(1, 4, 6, dtype=torch.long)
+    inputs = torch.zeros(1, 4, len(events.FIELDS), dtype=torch.long)
     summed = sum(table(inputs[..., k]) for k, table in enumerate(model.embed))
     torch.testing.assert_close(model.embed_norm(summed).norm(dim=-1), torch.full((1, 4), 3.0))
 

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from midiformer.codec import events
 from midiformer.evaluate import evaluate
 from midiformer.train.loop import train
 from midiformer.train.metrics import read_metrics
@@ -17,10 +18,9 @@ def test_evaluate_reports_the_model_and_the_unigram_baseline(tiny_cfg, cache_dir
     cfg = compose_config(f"checkpoint={checkpoint}", "split=val", "device=cpu", config_name="evaluate")
     report = evaluate(cfg)
     assert json.loads((tmp_path / "eval_val.json").read_text()) == report
-    fields = ("type", "time", "channel", "instrument", "note", "velocity")
     for name in ("model", "unigram"):
         part = report[name]
-        assert part["bits_per_event"] == pytest.approx(sum(part[f"bits_per_event/{f}"] for f in fields))
+        assert part["bits_per_event"] == pytest.approx(sum(part[f"bits_per_event/{f}"] for f in events.FIELDS))
         assert part["bits_per_note"] > part["bits_per_event"] and part["bits_per_second"] > 0
     # the same split and weights as the trainer's last validation: the same figure
     last_val = [m for m in read_metrics(tmp_path) if "val/bits_per_event" in m][-1]

@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 
+from midiformer.codec import events
 from midiformer.common import ConfigError, TrainingError
 from midiformer.train import checkpoint
 from midiformer.train.config import validate_config
@@ -58,11 +59,11 @@ def test_run_folder_records_metrics_per_field(tiny_cfg, tmp_path):
     val_lines = [m for m in metrics if "val/bits_per_event" in m]
     assert [m["step"] for m in train_lines] == [1, 2, 3, 4, 5, 6]
     assert [m["step"] for m in val_lines] == [3, 6]
-    for field in ("type", "time", "channel", "instrument", "note", "velocity"):
+    for field in events.FIELDS:
         assert math.isfinite(train_lines[0][f"train/loss/{field}"])
         assert val_lines[0][f"val/bits_per_event/{field}"] > 0
     assert val_lines[-1]["val/bits_per_event"] == pytest.approx(
-        sum(val_lines[-1][f"val/bits_per_event/{f}"] for f in ("type", "time", "channel", "instrument", "note", "velocity")))
+        sum(val_lines[-1][f"val/bits_per_event/{f}"] for f in events.FIELDS))
     assert {"lr", "events_per_s", "val/bits_per_note", "val/bits_per_second"} <= set(train_lines[0]) | set(val_lines[0])
 
 
