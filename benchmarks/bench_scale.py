@@ -109,12 +109,14 @@ def measured(command: list[str], threads: int) -> tuple[float, float, float]:
 
 PREPARE = """
 import sys, time
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
+from midiformer.common import CONF_DIR
 from midiformer.data.store import prepare_store
-cfg = OmegaConf.create(dict(name="midi_dir", root=sys.argv[1], cache_dir=sys.argv[2], ticks_per_beat=96,
-                            splits=dict(train=0.9, val=0.05, test=0.05), num_workers=int(sys.argv[3])))
+with initialize_config_dir(CONF_DIR, version_base=None):  # the train app's data config: the same store key
+    cfg = compose("config", overrides=["data=midi_dir", f"data.root={sys.argv[1]}", f"data.cache_dir={sys.argv[2]}",
+                                       f"data.num_workers={sys.argv[3]}"])
 started = time.perf_counter()
-path = prepare_store(cfg)
+path = prepare_store(cfg.data)
 open(sys.argv[4], "w").write(f"{time.perf_counter() - started} {path}")
 """
 
