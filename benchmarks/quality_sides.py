@@ -21,8 +21,6 @@ from omegaconf import OmegaConf, open_dict
 
 from midiformer.common import CONF_DIR, LN2
 
-STREAM_SPLIT = "test"  # the held-out folder's store puts every file here (data.splits below)
-
 
 def compose_config(config_name: str, overrides: list[str]):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
@@ -96,16 +94,14 @@ def run_midiformer(side: dict, shape: dict, paths: dict, run_dir: Path) -> dict:
 
 
 def score_folder(checkpoint: Path, train_cfg, folder: Path, run_dir: Path, shape: dict) -> dict:
-    """The evaluate app on every file of `folder`: a store of it with every file in one split and the
-    run's own codec settings (data.* of the training config, root and splits replaced).
-    TODO(issue 11, item 3): once `split=all` is on main, this becomes split=all data.root=folder."""
+    """The evaluate app on every file of `folder` (split=all), with the run's own codec settings (data.* of
+    the training config, root replaced); its unigram baseline comes from the run's training split."""
     from midiformer.evaluate import evaluate
 
-    cfg = compose_config("evaluate", [f"checkpoint={checkpoint}", f"split={STREAM_SPLIT}", f"device={shape['device']}",
+    cfg = compose_config("evaluate", [f"checkpoint={checkpoint}", "split=all", f"device={shape['device']}",
                                       f"batch_size={shape['batch']}", f"output={run_dir / 'heldout.json'}"])
     with open_dict(cfg):
         cfg.data = OmegaConf.merge(train_cfg.data, {"root": str(folder)})
-        cfg.data.splits = {"train": 0.0, STREAM_SPLIT: 1.0}  # assigned, not merged: no other split stays
     torch.set_grad_enabled(False)
     try:
         return evaluate(cfg)

@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from midiformer.codec import events
 from midiformer.data.corpus import split_of
 from tests.conftest import DEV_DATA, REPO
 
@@ -128,7 +129,7 @@ def test_bench_quality_runs_end_to_end_on_a_tiny_configuration(dev_data, tmp_pat
         side = sides[name]
         assert side["notes_coded"] == notes  # midiformer codes every note the reader counts
         assert side["overrides"] == ["model.heads=cascade"]
-        assert set(side["bits_per_event_by_field"]) == {"type", "time", "channel", "instrument", "note", "velocity"}
+        assert set(side["bits_per_event_by_field"]) == set(events.FIELDS)
         assert sum(side["bits_per_event_by_field"].values()) * side["targets"] == pytest.approx(side["total_bits"])
     assert sides["midiformer@8x32"]["resolution"] == {"ticks_per_beat": 8, "velocity_levels": 32}
     assert "(a) each codec at its default resolution" in done.stdout and "bits per event, by field" in done.stdout
