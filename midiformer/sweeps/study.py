@@ -12,10 +12,12 @@ copy that resumes from the dead trial's checkpoint.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Callable
 
 import optuna
+import sqlalchemy.exc
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial
@@ -48,13 +50,26 @@ def _sqlite_url(path: Path) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
+def _rdb_storage(url: str, attempts: int = 5, **options) -> RDBStorage:
+    """RDBStorage(url), retried: workers that start together on a new database all create its tables and
+    version row, and the losers of that race fail ("UNIQUE constraint failed: alembic_version"); a retry
+    finds the database made."""
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(url, **options)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+
+
 @STORAGES.register("sqlite")
 def sqlite_storage(study_dir: Path, heartbeat_interval_s: int | None = None, grace_period_s: int | None = None,
                    on_stale: StaleCallback | None = None) -> RDBStorage:
     # a generous lock timeout: several workers may write the same file at once
-    return RDBStorage(_sqlite_url(Path(study_dir) / STORAGE_FILES["sqlite"]),
-                      engine_kwargs={"connect_args": {"timeout": 60}},
-                      **_heartbeat_options(heartbeat_interval_s, grace_period_s, on_stale))
+    return _rdb_storage(_sqlite_url(Path(study_dir) / STORAGE_FILES["sqlite"]),
+                        engine_kwargs={"connect_args": {"timeout": 60}},
+                        **_heartbeat_options(heartbeat_interval_s, grace_period_s, on_stale))
 
 
 @STORAGES.register("journal")
@@ -69,7 +84,7 @@ def url_storage(study_dir: Path, url: str | None = None, heartbeat_interval_s: i
     del study_dir  # the database lives elsewhere
     if not (isinstance(url, str) and "://" in url):
         raise ConfigError(f"hpo.storage.url={url!r} must be a database URL (postgresql://user@host/db)")
-    return RDBStorage(url, **_heartbeat_options(heartbeat_interval_s, grace_period_s, on_stale))
+    return _rdb_storage(url, **_heartbeat_options(heartbeat_interval_s, grace_period_s, on_stale))
 
 
 def open_storage(cfg, study_dir: Path, on_stale: StaleCallback | None = None) -> BaseStorage:

@@ -110,8 +110,9 @@ def test_results_name_no_absolute_path(table):
 def test_each_regime_trains_what_it_says(table):
     out, _ = table
     runs = out / "runs"
-    baseline = statistics.fmean(read_run(runs / "default" / "baseline" / f"seed{seed}").summary[
-        "best_val_bits_per_event"] for seed in (0, 1))
+    seeds = sorted((runs / "default" / "baseline").glob("seed*"))  # seed 2 too when a claim was unclear
+    assert len(seeds) >= 2
+    baseline = statistics.fmean(read_run(seed).summary["best_val_bits_per_event"] for seed in seeds)
     assert f"`baseline` {baseline:.3f} ± " in claim_rows(
         (out / "RESULTS.md").read_text())["scalenorm"][3]
     trained = sum(json.loads(p.read_text())["wall_time_s"] for p in runs.glob("*/*/seed*/summary.json")) / 60
