@@ -1,7 +1,8 @@
 """The codec: a MIDI file <-> a sequence of events, one row of integer fields per event.
 
 Public API: FIELDS, VOCAB, TYPES (and a constant per type), APPLIES, IGNORE, encode, plus the
-helpers the loss, the store and generation need. Decoding (events -> a MIDI file) is codec/to_midi.py. The rules a sequence obeys are in codec/grammar.py.
+helpers the loss, the store and generation need. Decoding (events -> a MIDI file) is codec/to_midi.py;
+the rules a sequence obeys are in codec/grammar.py.
 
 Each row is (type, time, channel, instrument, note, velocity, duration); the field order is the order
 in which a cascade head chooses them (the channel decides which notes are sounding, so it comes before
