@@ -76,7 +76,8 @@ class Notes:
 def notes_of_rows(rows: np.ndarray, ticks: np.ndarray | None = None) -> Notes:
     """The notes of event rows: a note-on with a duration ends by itself; each note-off ends the earliest
     OPEN note sounding on its channel and pitch (the codec's rule); a note-off with nothing sounding is
-    ignored; a note still sounding at the last row ends there. `ticks` are the rows' grid ticks (default: the cumulative sum of their gaps)."""
+    ignored; a note still sounding at the last row ends there. `ticks` are the rows' grid ticks (default:
+    the cumulative sum of their gaps)."""
     rows = np.asarray(rows, np.int64)
     ticks = events.grid_ticks(rows) if ticks is None else np.asarray(ticks, np.int64)
     sounding: dict[int, list[int]] = {}
