@@ -96,6 +96,7 @@ CODEC_VERSION = "4"  # bump when encode's output changes: prepared stores are ke
 
 from midiformer.codec import midi  # noqa: E402
 from midiformer.codec.midi import MidiError  # noqa: E402, F401  (re-exported: the codec's one error type)
+from midiformer.codec.notes import pair_notes_with_indices  # noqa: E402
 
 
 def codec_settings(ticks_per_beat: int = 96, controls: Iterable[int] = DEFAULT_CONTROLS,
@@ -159,56 +160,11 @@ def encode_song(path: str | Path, **settings) -> tuple[np.ndarray, dict[str, int
     """Events of a MIDI file plus counts of what the codec met (and how it dealt with it)."""
     settings = codec_settings(**settings)
     messages = midi.read_midi(path)
-    notes, programs, stats = _pair_notes(messages)
+    notes, programs, stats = pair_notes_with_indices(messages)
     controls, control_stats = _controls(messages, settings["controls"], settings["pitch_bend"])
     tempos, tempo_stats = _tempos(messages)
     rows = _to_events(notes, programs, controls, tempos, messages, settings["ticks_per_beat"], settings["durations"])
     return rows, {**stats, **control_stats, **tempo_stats}
-
-
-def pair_notes(messages: midi.MidiMessages) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """Notes as rows (onset, offset, channel, pitch, velocity, program) in file ticks.
-
-    A note-off ends the earliest sounding note of its channel and pitch (first in, first out);
-    a note-off with nothing sounding is ignored; a note still sounding at the end of the song is
-    ended there. Program changes come back as rows (tick, channel, program).
-    """
-    notes, programs, stats = _pair_notes(messages)
-    return notes[:, :6], programs[:, :3], stats
-
-
-def _pair_notes(messages: midi.MidiMessages) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """pair_notes, each row followed by the index of its message(s) (notes: note-on, note-off)."""
-    program = [0] * 16
-    sounding: dict[int, list[tuple[int, int, int, int]]] = {}
-    notes, programs = [], []
-    stats = {"orphan_note_offs": 0, "unterminated_notes": 0, "overlapping_notes": 0}
-    columns = (messages.tick.tolist(), messages.kind.tolist(), messages.channel.tolist(),
-               messages.data1.tolist(), messages.data2.tolist())
-    for index, (tick, kind, channel, data1, data2) in enumerate(zip(*columns)):
-        if kind == midi.NOTE_ON:
-            queue = sounding.setdefault(channel * 128 + data1, [])
-            stats["overlapping_notes"] += bool(queue)
-            queue.append((tick, data2, program[channel], index))
-        elif kind == midi.NOTE_OFF:
-            queue = sounding.get(channel * 128 + data1)
-            if queue:
-                onset, velocity, instrument, on_index = queue.pop(0)
-                notes.append((onset, tick, channel, data1, velocity, instrument, on_index, index))
-            else:
-                stats["orphan_note_offs"] += 1
-        elif kind == midi.PROGRAM_CHANGE:
-            program[channel] = data1
-            programs.append((tick, channel, data1, index))
-    for key, queue in sounding.items():
-        for onset, velocity, instrument, on_index in queue:
-            notes.append((onset, messages.end_tick, key // 128, key % 128, velocity, instrument, on_index,
-                          len(messages.tick)))
-            stats["unterminated_notes"] += 1
-    notes_array = np.array(notes, dtype=np.int64).reshape(-1, 8)
-    stats["notes"] = len(notes_array)
-    stats["program_changes"] = len(programs)
-    return notes_array, np.array(programs, dtype=np.int64).reshape(-1, 4), stats
 
 
 def _controls(messages: midi.MidiMessages, controls: list[int], pitch_bend: bool) -> tuple[np.ndarray, dict]:

@@ -88,12 +88,26 @@ def _read_varlen(data: bytes, i: int) -> tuple[int, int]:
     return value, i + 1
 
 
-def _parse_track(data: bytes, i: int, end: int) -> tuple[list, ...]:
-    ticks, kinds, channels, data1, data2 = [], [], [], [], []
+def _parse_track(data: bytes, i: int, end: int) -> tuple[list, int]:
+    """One track's messages as a flat list (tick, kind, channel, data1, data2, tick, kind, ...) and its end tick.
+
+    The hot loop of preparation: one flat list, extended once per message, and the one-byte delta
+    (most of them) read inline."""
+    out = []
+    put = out.extend
     tick = status = 0
     while i < end:
-        delta, i = _read_varlen(data, i)
-        tick += delta
+        byte = data[i]
+        i += 1
+        if byte & 0x80:
+            delta = byte & 0x7F
+            while byte & 0x80:
+                byte = data[i]
+                i += 1
+                delta = (delta << 7) | (byte & 0x7F)
+            tick += delta
+        else:
+            tick += byte
         byte = data[i]
         if byte & 0x80:
             i += 1
@@ -105,44 +119,32 @@ def _parse_track(data: bytes, i: int, end: int) -> tuple[list, ...]:
             raise MidiError(f"data byte {byte:#04x} at offset {i} with no running status")
         if byte < 0xF0:
             kind, channel = byte & 0xF0, byte & 0x0F
-            if kind == NOTE_ON or kind == NOTE_OFF:
-                pitch, velocity = data[i] & 0x7F, data[i + 1] & 0x7F
-                ticks.append(tick)
-                kinds.append(NOTE_ON if kind == NOTE_ON and velocity else NOTE_OFF)
-                channels.append(channel)
-                data1.append(pitch)
-                data2.append(velocity)
+            if kind == NOTE_ON:
+                velocity = data[i + 1] & 0x7F
+                put((tick, NOTE_ON if velocity else NOTE_OFF, channel, data[i] & 0x7F, velocity))
+                i += 2
+            elif kind == NOTE_OFF:
+                put((tick, NOTE_OFF, channel, data[i] & 0x7F, data[i + 1] & 0x7F))
+                i += 2
             elif kind == CONTROL_CHANGE:
                 if data[i + 1] > 0x7F:  # a status byte where the value belongs: the stream is corrupt
                     raise MidiError(f"control change {data[i] & 0x7F} on channel {channel} at tick {tick} has "
                                     f"value {data[i + 1]}, outside 0..127")
-                ticks.append(tick)
-                kinds.append(CONTROL_CHANGE)
-                channels.append(channel)
-                data1.append(data[i] & 0x7F)
-                data2.append(data[i + 1])
+                put((tick, CONTROL_CHANGE, channel, data[i] & 0x7F, data[i + 1]))
+                i += 2
             elif kind == PITCH_BEND:
-                ticks.append(tick)
-                kinds.append(PITCH_BEND)
-                channels.append(channel)
-                data1.append((data[i] & 0x7F) | ((data[i + 1] & 0x7F) << 7))
-                data2.append(0)
+                put((tick, PITCH_BEND, channel, (data[i] & 0x7F) | ((data[i + 1] & 0x7F) << 7), 0))
+                i += 2
             elif kind == PROGRAM_CHANGE:
-                ticks.append(tick)
-                kinds.append(PROGRAM_CHANGE)
-                channels.append(channel)
-                data1.append(data[i] & 0x7F)
-                data2.append(0)
-            i += _DATA_BYTES[kind]
+                put((tick, PROGRAM_CHANGE, channel, data[i] & 0x7F, 0))
+                i += 1
+            else:
+                i += _DATA_BYTES[kind]
         elif byte == 0xFF:  # meta event: type, length, payload
             meta_type = data[i]
             length, i = _read_varlen(data, i + 1)
             if meta_type == 0x51 and length == 3:
-                ticks.append(tick)
-                kinds.append(TEMPO)
-                channels.append(0)
-                data1.append((data[i] << 16) | (data[i + 1] << 8) | data[i + 2])
-                data2.append(0)
+                put((tick, TEMPO, 0, (data[i] << 16) | (data[i + 1] << 8) | data[i + 2], 0))
             elif meta_type == 0x2F:
                 break
             i += length
@@ -153,15 +155,15 @@ def _parse_track(data: bytes, i: int, end: int) -> tuple[list, ...]:
             i += _SYSTEM_DATA_BYTES.get(byte, 0)
     if i > end:
         raise MidiError("an event runs past the end of its track")
-    return ticks, kinds, channels, data1, data2, tick
+    return out, tick
 
 
-def _merge(division: int, tracks: list[tuple[list, ...]]) -> MidiMessages:
-    columns = [np.concatenate([np.asarray(t[k], dtype=np.int64) for t in tracks]) if tracks else np.zeros(0, np.int64)
-               for k in range(5)]
-    order = np.argsort(columns[0], kind="stable")
-    tick, kind, channel, data1, data2 = (c[order] for c in columns)
-    end_tick = max((t[5] for t in tracks), default=0)
+def _merge(division: int, tracks: list[tuple[list, int]]) -> MidiMessages:
+    flat = np.concatenate([np.asarray(t[0], dtype=np.int64) for t in tracks]) if tracks else np.zeros(0, np.int64)
+    columns = flat.reshape(-1, 5)
+    order = np.argsort(columns[:, 0], kind="stable")
+    tick, kind, channel, data1, data2 = (np.ascontiguousarray(columns[order, k]) for k in range(5))
+    end_tick = max((t[1] for t in tracks), default=0)
     return MidiMessages(division, tick, kind, channel, data1, data2, int(end_tick))
 
 

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from midiformer.codec import events, midi
+from midiformer.codec.notes import pair_notes
 
 PRIMER_SHADE = "#e4e4e4"
 WHISTLE_COLOUR = "#e8112d"
@@ -34,7 +35,7 @@ def draw_pianoroll(midi_path: str | Path, handover_tick: int, whistle_channel: i
                    title: str = "", size: tuple[float, float] = (12.0, 5.0), dpi: int = 100) -> Figure:
     """The figure of a MIDI file: x in beats, y in MIDI pitch. `handover_tick` is in the file's ticks."""
     messages = midi.read_midi(midi_path)
-    notes, _programs, _stats = events.pair_notes(messages)  # (onset, offset, channel, pitch, velocity, program)
+    notes, _programs, _stats = pair_notes(messages)  # (onset, offset, channel, pitch, velocity, program)
     per_beat = messages.ticks_per_quarter
     onset, offset = notes[:, 0] / per_beat, notes[:, 1] / per_beat
     channel, pitch, program = notes[:, 2], notes[:, 3], notes[:, 5]

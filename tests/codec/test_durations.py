@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from midiformer.codec import events, midi, to_midi
+from midiformer.codec.notes import pair_notes
 from midiformer.common import ConfigError
 from tests.conftest import dev_files
 
@@ -13,7 +14,7 @@ from tests.conftest import dev_files
 def notes_after_decode(rows: np.ndarray, path) -> np.ndarray:
     """The notes (onset, offset, channel, pitch, velocity, program) of rows decoded and read back, sorted."""
     to_midi.decode(rows, path)
-    notes = events.pair_notes(midi.read_midi(path))[0]
+    notes = pair_notes(midi.read_midi(path))[0]
     return notes[np.lexsort(notes.T[::-1])]
 
 

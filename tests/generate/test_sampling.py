@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from midiformer.codec import events, grammar, midi, to_midi
+from midiformer.codec.notes import pair_notes
 from midiformer.common import ConfigError
 from midiformer.generate import primer, sampling
 from midiformer.generate.grammar import parse_instruments
@@ -97,7 +98,7 @@ def test_every_sampled_event_is_valid(heads, primer_song, tmp_path):
         assert np.isfinite(logprobs[:sampled]).all() and (logprobs[:sampled] < 0).all()
         path = tmp_path / f"{i}.mid"
         to_midi.decode(np.concatenate([start, rows]), path)
-        notes, _, stats = events.pair_notes(midi.read_midi(path))
+        notes, _, stats = pair_notes(midi.read_midi(path))
         assert stats["orphan_note_offs"] == 0 and stats["unterminated_notes"] == 0
         assert stats["notes"] == (np.concatenate([start, rows])[:, TYPE] == events.NOTE_ON).sum()
 
@@ -207,7 +208,7 @@ def test_sampled_durations_are_the_notes_lengths(primer_song, tmp_path):
     on = song[:, TYPE] == events.NOTE_ON
     assert (song[on, DURATION] != events.OPEN).sum() > 0.9 * on.sum()
     to_midi.decode(song, tmp_path / "sample.mid")
-    notes = events.pair_notes(midi.read_midi(tmp_path / "sample.mid"))[0]
+    notes = pair_notes(midi.read_midi(tmp_path / "sample.mid"))[0]
     assert len(notes) == on.sum()
     ticks, end = events.grid_ticks(song), int(events.grid_ticks(song)[-1])
     closed = on & (song[:, DURATION] != events.OPEN)
