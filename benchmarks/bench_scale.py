@@ -136,31 +136,30 @@ def prepare(root: Path, cache: Path, workers: int, threads: int, scratch: Path, 
     return {**min(runs, key=lambda run: run["seconds"]), "store": runs[0]["store"]}  # the other caches are gone
 
 
-def train_and_evaluate(root: Path, cache: Path, run_dir: Path, args) -> dict:
-    """1-step training runs (the fastest start-up of --repeats, with its peak RSS), then evaluate."""
-    starts = []
-    for attempt in range(args.repeats):
-        attempt_dir = run_dir / str(attempt)
-        train = [sys.executable, "-m", "midiformer.train", f"model={args.model}", f"data.seq_len={args.seq_len}",
-                 "data=midi_dir", f"data.root={root}", f"data.cache_dir={cache}", "trainer.max_steps=1",
-                 "trainer.val_batches=1", "logger.tensorboard=false", "logger.progress=false",
-                 f"trainer.num_threads={args.threads}", f"hydra.run.dir={attempt_dir}"]
-        launched, _, train_rss = measured(train, args.threads)
-        summary = json.loads((attempt_dir / "summary.json").read_text())
-        starts.append((summary["first_step_at"] - launched, train_rss))
-    startup, train_rss = min(starts)
-    splits = json.loads((Path(summary["store"]) / "manifest.json").read_text())["splits"]
-    split = next(name for name in ("test", "val", "train") if splits[name]["events"] > 1)  # a tiny N may lack a test file
+def first_step(root: Path, cache: Path, run_dir: Path, args) -> tuple[float, float]:
+    """(seconds from launch to the end of the first step, peak RSS in MiB) of a 1-step training run."""
+    train = [sys.executable, "-m", "midiformer.train", f"model={args.model}", f"data.seq_len={args.seq_len}",
+             "data=midi_dir", f"data.root={root}", f"data.cache_dir={cache}", "trainer.max_steps=1",
+             "trainer.val_batches=1", "logger.tensorboard=false", "logger.progress=false",
+             f"trainer.num_threads={args.threads}", f"hydra.run.dir={run_dir}"]
+    launched, _, train_rss = measured(train, args.threads)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return summary["first_step_at"] - launched, train_rss
+
+
+def evaluate_speed(store: Path, checkpoint: Path, run_dir: Path, threads: int) -> dict:
+    """Evaluate events/s of a checkpoint on the store's test split (val or train where a tiny N has none)."""
+    splits = json.loads((store / "manifest.json").read_text())["splits"]
+    split = next(name for name in ("test", "val", "train") if splits[name]["events"] > 1)
     report = run_dir / "eval.json"
-    evaluate = [sys.executable, "-m", "midiformer.evaluate", f"checkpoint={run_dir / '0' / 'checkpoints' / 'last.pt'}",
-                f"split={split}", "device=cpu", f"output={report}", f"hydra.run.dir={run_dir / 'evaluate'}"]
-    measured(evaluate, args.threads)
+    evaluate = [sys.executable, "-m", "midiformer.evaluate", f"checkpoint={checkpoint}", f"split={split}",
+                "device=cpu", f"output={report}", f"hydra.run.dir={run_dir / 'evaluate'}"]
+    measured(evaluate, threads)
     scored = json.loads(report.read_text())
-    return {"startup_s": startup, "train_rss_mib": train_rss, "startup_runs_s": [t for t, _ in starts],
-            "eval_events_per_s": scored["events_per_s"], "eval_events": scored["events"], "eval_split": split}
+    return {"eval_events_per_s": scored["events_per_s"], "eval_events": scored["events"], "eval_split": split}
 
 
-def measure(n_files: int, root: Path, work: Path, args) -> dict:
+def measure_prepare(n_files: int, root: Path, work: Path, args) -> dict:
     print(f"\n--- N = {n_files:,} files ---", flush=True)
     one = prepare(root, work / f"cache1-{n_files}", 1, args.threads, work, args.repeats)
     print(f"prepare, 1 worker: {one['seconds']:.1f} s, {one['rss_mib']:.0f} MiB", flush=True)
@@ -169,13 +168,29 @@ def measure(n_files: int, root: Path, work: Path, args) -> dict:
     store_bytes = sum(f.stat().st_size for f in every["store"].iterdir())
     shutil.rmtree(work / f"cache1-{n_files}-0")
     manifest = json.loads((every["store"] / "manifest.json").read_text())
-    run = train_and_evaluate(root, work / f"cache{args.workers}-{n_files}-0", work / f"run-{n_files}", args)
-    print(f"train 1 step: start-up {run['startup_s']:.1f} s, {run['train_rss_mib']:.0f} MiB; "
-          f"evaluate {run['eval_events_per_s']:,.0f} events/s", flush=True)
     return {"files": n_files, "events": manifest["events"], "files_ok": manifest["files_ok"],
             "prepare_1_files_per_s": n_files / one["seconds"], "prepare_all_files_per_s": n_files / every["seconds"],
             "prepare_1_rss_mib": one["rss_mib"], "prepare_all_rss_mib": every["rss_mib"],
-            "store_bytes": store_bytes, **run}
+            "store_bytes": store_bytes, "root": str(root), "cache": str(work / f"cache{args.workers}-{n_files}-0"),
+            "store": str(every["store"])}
+
+
+def measure_training(rows: list[dict], work: Path, args) -> None:
+    """Start-up and peak RSS of 1-step runs, the sizes taken in turns (N/10, N, N/10, ...) so that a
+    change in the machine's load falls on both alike; the fastest of --repeats each. Then evaluate."""
+    runs: dict[int, list[tuple[float, float]]] = {row["files"]: [] for row in rows}
+    for attempt in range(args.repeats):
+        for row in rows:
+            run_dir = work / f"run-{row['files']}" / str(attempt)
+            runs[row["files"]].append(first_step(Path(row["root"]), Path(row["cache"]), run_dir, args))
+    for row in rows:
+        row["startup_s"], row["train_rss_mib"] = min(runs[row["files"]])
+        row["startup_runs_s"] = [seconds for seconds, _ in runs[row["files"]]]
+        run_dir = work / f"run-{row['files']}"
+        row.update(evaluate_speed(Path(row["store"]), run_dir / "0" / "checkpoints" / "last.pt", run_dir, args.threads))
+        print(f"N = {row['files']:,}: start-up {row['startup_s']:.1f} s (runs: "
+              f"{', '.join(f'{t:.1f}' for t in row['startup_runs_s'])}), {row['train_rss_mib']:.0f} MiB; "
+              f"evaluate {row['eval_events_per_s']:,.0f} events/s", flush=True)
 
 
 def miditok_ratio(repeats: int = 3) -> str:
@@ -249,8 +264,9 @@ def main() -> None:
         if args.files < 100:
             sys.exit(f"error: {args.files} files: need at least 100 (N/10 files must fill the splits)")
         subset(names[: args.files // 10], large, work / f"corpus-{args.files // 10}")
-        rows = [measure(n, root, work, args) for n, root in ((args.files // 10, work / f"corpus-{args.files // 10}"),
-                                                               (args.files, large))]
+        sizes = ((args.files // 10, work / f"corpus-{args.files // 10}"), (args.files, large))
+        rows = [measure_prepare(n, root, work, args) for n, root in sizes]
+        measure_training(rows, work, args)
         print(f"\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
               f"python {platform.python_version()}, model={args.model}, {args.threads} torch thread(s)\n")
         print(table(rows, args.workers))
