@@ -32,12 +32,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import muspy
 import numpy as np
 
 from midiformer.codec import events
 from midiformer.codec.events import CHANNEL, DURATION, INSTRUMENT, NOTE, TYPE, VELOCITY
+
+if TYPE_CHECKING:
+    import muspy
 
 GM_FAMILIES = ("piano", "chromatic_percussion", "organ", "guitar", "bass", "strings", "ensemble", "brass", "reed",
                "pipe", "synth_lead", "synth_pad", "synth_effects", "ethnic", "percussive", "sound_effects")
@@ -110,6 +113,8 @@ def instrument_class(program: int, is_drum: bool) -> str:
 
 def to_muspy(notes: Notes, ticks_per_beat: int) -> muspy.Music:
     """One MusPy track per (channel, program), MusPy's resolution = the codec's grid."""
+    import muspy  # here, not at the top: it imports pypianoroll and matplotlib, 2.6 s of every training start
+
     tracks = []
     for channel, program in sorted(set(zip(notes.channel.tolist(), notes.program.tolist()))):
         group = (notes.channel == channel) & (notes.program == program)
@@ -135,6 +140,8 @@ def chord_rate(notes: Notes) -> float:
 
 def part_metrics(notes: Notes, ticks: int, ticks_per_beat: int) -> dict:
     """The figures of one part, `ticks` long (NaN where a part has no note to measure)."""
+    import muspy
+
     music = to_muspy(notes, ticks_per_beat)
     has_melodic = bool((~notes.is_drum).any())
     with np.errstate(all="ignore"):
