@@ -52,9 +52,10 @@ def pair_notes_with_indices(messages: midi.MidiMessages) -> tuple[np.ndarray, np
     ends_before = np.concatenate([[0], np.cumsum(np.bincount(group[ends], minlength=len(ons_before) - 1))])
     end_at = np.nonzero(ends)[0]
     rank = np.arange(len(end_at)) - ends_before[group[end_at]]  # the k of each note-off within its key
-    begun_at = on_at[ons_before[group[end_at]] + rank]
+    ended = ons_before[group[end_at]] + rank  # which note-on (in on_at) each note-off ends
+    begun_at = on_at[ended]
     unterminated = np.ones(len(on_at), bool)
-    unterminated[ons_before[group[end_at]] + rank] = False
+    unterminated[ended] = False
     on_index = np.concatenate([index[begun_at], index[on_at[unterminated]]])
     off_index = np.concatenate([index[end_at], np.full(int(unterminated.sum()), n_messages)])
     order = np.lexsort((on_index, off_index))
