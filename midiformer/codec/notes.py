@@ -33,11 +33,13 @@ def pair_notes_with_indices(messages: midi.MidiMessages) -> tuple[np.ndarray, np
     kind, channel, pitch = messages.kind, messages.channel, messages.data1
     n_messages = len(kind)
     index = np.nonzero((kind == midi.NOTE_ON) | (kind == midi.NOTE_OFF))[0]
-    index = index[np.argsort(channel[index] * 128 + pitch[index], kind="stable")]  # by key, then file order
-    key, is_on = channel[index] * 128 + pitch[index], kind[index] == midi.NOTE_ON
+    key = channel[index] * 128 + pitch[index]
+    by_key = np.argsort(key, kind="stable")  # by key, then file order
+    index, key = index[by_key], key[by_key]
+    is_on = kind[index] == midi.NOTE_ON
     first = np.ones(len(key), bool)
     first[1:] = key[1:] != key[:-1]
-    group = np.cumsum(first) - 1  # the key's number, 0.. in key order
+    group, n_keys = np.cumsum(first) - 1, int(first.sum())  # the key's number, 0.. in key order
     step = np.where(is_on, 1, -1)
     running = np.cumsum(step)
     running -= np.repeat((running - step)[first], np.diff(np.append(np.nonzero(first)[0], len(key))))
@@ -48,8 +50,8 @@ def pair_notes_with_indices(messages: midi.MidiMessages) -> tuple[np.ndarray, np
     orphan = ~is_on & (sounding_before == 0)
     ends = ~is_on & ~orphan
     on_at = np.nonzero(is_on)[0]
-    ons_before = np.concatenate([[0], np.cumsum(np.bincount(group[is_on], minlength=group[-1] + 1 if len(group) else 0))])
-    ends_before = np.concatenate([[0], np.cumsum(np.bincount(group[ends], minlength=len(ons_before) - 1))])
+    ons_before = np.concatenate([[0], np.cumsum(np.bincount(group[is_on], minlength=n_keys))])
+    ends_before = np.concatenate([[0], np.cumsum(np.bincount(group[ends], minlength=n_keys))])
     end_at = np.nonzero(ends)[0]
     rank = np.arange(len(end_at)) - ends_before[group[end_at]]  # the k of each note-off within its key
     ended = ons_before[group[end_at]] + rank  # which note-on (in on_at) each note-off ends
