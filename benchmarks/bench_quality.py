@@ -154,14 +154,18 @@ def prepare(args: argparse.Namespace, sides: list[dict]) -> dict:
     if not held_out.files:
         raise ConfigError(f"held-out set ({args.test or 'the test split of ' + str(args.train)}): no file that every "
                           f"side reads ({len(held_out.excluded)} excluded)")
+    folders = quality_data.source_folders(held_out.files)
     for name, tokenizer in tokenizers.items():  # tokenized once here; every side scores these very tokens
         stream = quality_data.token_stream(tokenizer, held_out.root, held_out.files)
         np.save(args.work_dir / f"heldout_{name.replace('@', '_')}.npy", stream.tokens)
+        for folder, files in folders.items():
+            stream = quality_data.token_stream(tokenizer, held_out.root, files)
+            np.save(args.work_dir / f"heldout_{name.replace('@', '_')}__{folder}.npy", stream.tokens)
     print(f"held-out files: {len(held_out.files)} from {source} ({len(held_out.excluded)} excluded), "
           f"{sum(held_out.notes.values()):,} notes, {sum(held_out.seconds.values()) / 60:.1f} min", flush=True)
     return {"work_dir": str(args.work_dir), "cache_dir": str(cache_dir), "train_root": str(args.train.resolve()),
             "train_files": train_files, "heldout_root": str(held_out.root), "heldout_files": len(held_out.files),
-            "held_out": held_out}
+            "source_folders": folders, "held_out": held_out}
 
 
 def run_all(sides: list[dict], shape: dict, paths: dict, threads: int) -> dict[str, dict]:
@@ -198,13 +202,21 @@ def last_step(run_dir: Path) -> int:
 
 
 def figures(results: dict[str, dict], held_out: quality_data.HeldOut) -> None:
-    """bits/note, bits/second and the unigram baseline's, on the shared denominators (in place)."""
+    """bits/note, bits/second and the unigram baseline's, on the shared denominators (in place); the same
+    for each source folder scored on its own."""
     notes, seconds = sum(held_out.notes.values()), sum(held_out.seconds.values())
+    folder_files = quality_data.source_folders(held_out.files)
     for result in results.values():
         result.update(notes=notes, seconds=seconds, bits_per_note=result["total_bits"] / notes, bits_per_second=result["total_bits"] / seconds,
                       unigram_bits_per_note=result["unigram_total_bits"] / notes,
                       unigram_bits_per_second=result["unigram_total_bits"] / seconds,
                       per_note=result["targets"] / notes, notes_coded_share=result["notes_coded"] / notes)
+        for folder, scored in result["by_folder"].items():
+            files = folder_files[folder]
+            scored.update(files=len(files), notes=sum(held_out.notes[f] for f in files),
+                          seconds=sum(held_out.seconds[f] for f in files))
+            scored.update(bits_per_note=scored["total_bits"] / scored["notes"],
+                          bits_per_second=scored["total_bits"] / scored["seconds"])
 
 
 def table(title: str, names: list[str], results: dict[str, dict]) -> str:
@@ -221,6 +233,25 @@ def table(title: str, names: list[str], results: dict[str, dict]) -> str:
     for other in (n for n in names if results[n]["kind"] == "miditok"):
         for name in ours:
             lines.append(f"{name} / {other} bits per note: {results[name]['bits_per_note'] / results[other]['bits_per_note']:.3f}x")
+    return "\n".join(lines)
+
+
+def folder_table(names: list[str], results: dict[str, dict]) -> str:
+    """Bits/note of each side on each source folder scored as a held-out set of its own, and midiformer's
+    ratio to each MidiTok side (same denominators: the folder's notes by midiformer's reader)."""
+    folders = list(results[names[0]]["by_folder"])
+    if not folders:
+        return ""
+    ours = [n for n in names if results[n]["kind"] == "midiformer"]
+    ratios = [(a, b) for b in names if results[b]["kind"] == "miditok" for a in ours]
+    lines = ["\n(c) each source folder of the held-out set scored on its own: bits/note",
+             "| folder | files | notes | " + " | ".join(names) + " | " + " | ".join(f"{a} / {b}" for a, b in ratios) + " |",
+             "|---|---|---|" + "---|" * (len(names) + len(ratios))]
+    for folder in folders:
+        by = {n: results[n]["by_folder"][folder] for n in names}
+        lines.append(f"| {folder} | {by[names[0]]['files']} | {by[names[0]]['notes']:,} | "
+                     + " | ".join(f"{by[n]['bits_per_note']:.2f}" for n in names) + " | "
+                     + " | ".join(f"{by[a]['bits_per_note'] / by[b]['bits_per_note']:.3f}x" for a, b in ratios) + " |")
     return "\n".join(lines)
 
 
@@ -267,6 +298,7 @@ def main(argv: list[str] | None = None) -> None:
     print(table("(a) each codec at its default resolution", tables["default"], results))
     print(table(f"(b) matched resolution: {args.matched_grid} steps per beat, {args.matched_velocities} velocities",
                 tables["matched"], results))
+    print(folder_table(list(dict.fromkeys(tables["default"] + tables["matched"])), results))
     print(field_table(results))
     report = {
         "date": date, "commit": commit, "machine": machine(), "command": command, "wall_seconds": round(time.perf_counter() - started, 1),
@@ -274,7 +306,8 @@ def main(argv: list[str] | None = None) -> None:
         "shape": shape, "threads": args.threads, "overrides": args.override, "tables": tables, "sides": results,
         "held_out": {"source": str(args.test or args.train), "files": len(held_out.files), "notes": notes,
                      "seconds": seconds, "per_file": {f: {"notes": held_out.notes[f], "seconds": held_out.seconds[f]}
-                                                      for f in held_out.files}, "excluded": held_out.excluded},
+                                                      for f in held_out.files}, "excluded": held_out.excluded,
+                     "source_folders": paths["source_folders"]},
         "train": {"root": paths["train_root"], "files": len(paths["train_files"])},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -87,6 +87,19 @@ class HeldOut:
     excluded: dict[str, str]                     # file -> which side could not read it, and why
 
 
+def source_folders(files: list[str]) -> dict[str, list[str]]:
+    """The held-out files by the folder they sit in at the top (the dev corpus: its four sources), when
+    every file is in one and there are at least two; else none. Each is also scored as a set of its own:
+    where a representation wins (performed against sequenced music) shows."""
+    folders: dict[str, list[str]] = {}
+    for relative_path in files:
+        folder, _, rest = relative_path.partition("/")
+        if not rest:
+            return {}
+        folders.setdefault(folder, []).append(relative_path)
+    return folders if len(folders) >= 2 else {}
+
+
 def candidate_files(test_root: Path | None, train_root: Path, splits: dict[str, float]) -> tuple[Path, list[str]]:
     """--test DIR: every MIDI file in it. Default: the files of the training folder that midiformer's
     store puts in its test split (split_of hashes the relative path, so these are exactly that split)."""

@@ -72,7 +72,11 @@ def run_midiformer(side: dict, shape: dict, paths: dict, run_dir: Path) -> dict:
     run_seconds = time.perf_counter() - train_started  # with store preparation and the final validation
     train_cpu_seconds = time.process_time() - cpu_started  # the same, in CPU seconds of this process
     summary = json.loads((run_dir / "summary.json").read_text())
-    report = score_folder(run_dir / "checkpoints" / "last.pt", cfg, Path(paths["heldout_root"]), run_dir, shape)
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    report = score_folder(checkpoint, cfg, Path(paths["heldout_root"]), run_dir / "heldout.json", shape)
+    by_folder = {folder: score_folder(checkpoint, cfg, Path(paths["heldout_root"]) / folder,
+                                      run_dir / f"heldout_{folder}.json", shape)
+                 for folder in paths["source_folders"]}
     held_out = Store(report["store"])
     if held_out.manifest["files_skipped"] or held_out.manifest["songs"] != paths["heldout_files"]:
         raise RuntimeError(f"{held_out.path}: the held-out store does not hold every kept file")
@@ -90,16 +94,18 @@ def run_midiformer(side: dict, shape: dict, paths: dict, run_dir: Path) -> dict:
         "params": summary["params"], "final_train_bits_per_target": summary["final_train_loss"] / LN2,
         "run_dir": str(run_dir), "overrides": list(side.get("overrides", [])),
         "resolution": {"ticks_per_beat": side["ticks_per_beat"], "velocity_levels": side["velocity_levels"]},
+        "by_folder": {folder: {"total_bits": r["model"]["bits_per_event"] * r["events"], "targets": r["events"]}
+                      for folder, r in by_folder.items()},
     }
 
 
-def score_folder(checkpoint: Path, train_cfg, folder: Path, run_dir: Path, shape: dict) -> dict:
+def score_folder(checkpoint: Path, train_cfg, folder: Path, output: Path, shape: dict) -> dict:
     """The evaluate app on every file of `folder` (split=all), with the run's own codec settings (data.* of
     the training config, root replaced); its unigram baseline comes from the run's training split."""
     from midiformer.evaluate import evaluate
 
     cfg = compose_config("evaluate", [f"checkpoint={checkpoint}", "split=all", f"device={shape['device']}",
-                                      f"batch_size={shape['batch']}", f"output={run_dir / 'heldout.json'}"])
+                                      f"batch_size={shape['batch']}", f"output={output}"])
     with open_dict(cfg):
         cfg.data = OmegaConf.merge(train_cfg.data, {"root": str(folder)})
     torch.set_grad_enabled(False)
@@ -156,6 +162,11 @@ def run_miditok(side: dict, shape: dict, paths: dict, run_dir: Path) -> dict:
     train_cpu_seconds = time.process_time() - cpu_started
     total_nats = stream_nats(model, held_out, shape["context"], shape["batch"], device)
     targets = len(held_out) - 1
+    by_folder = {}
+    for folder in paths["source_folders"]:  # each folder's tokens as a stream of its own, scored the same way
+        tokens = np.load(Path(paths["work_dir"]) / f"heldout_{side['tokens']}__{folder}.npy")
+        by_folder[folder] = {"total_bits": stream_nats(model, tokens, shape["context"], shape["batch"], device) / LN2,
+                             "targets": len(tokens) - 1}
     return {
         "total_bits": total_nats / LN2, "targets": targets,
         "unigram_total_bits": unigram_nats(train_stream.tokens, held_out, len(tokenizer)) / LN2,
@@ -165,6 +176,7 @@ def run_miditok(side: dict, shape: dict, paths: dict, run_dir: Path) -> dict:
         "train_files_unreadable": train_stream.failed, "train_tokens": int(len(train_stream.tokens)),
         "params": sum(p.numel() for p in model.parameters()), "final_train_bits_per_target": losses[-1] / LN2,
         "codec": side["codec"], "tokenizer_options": {k: str(v) for k, v in side["options"].items()},
+        "by_folder": by_folder,
     }
 
 

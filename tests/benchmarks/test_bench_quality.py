@@ -132,6 +132,18 @@ def test_bench_quality_runs_end_to_end_on_a_tiny_configuration(dev_data, tmp_pat
         assert set(side["bits_per_event_by_field"]) == set(events.FIELDS)
         assert sum(side["bits_per_event_by_field"].values()) * side["targets"] == pytest.approx(side["total_bits"])
     assert sides["midiformer@8x32"]["resolution"] == {"ticks_per_beat": 8, "velocity_levels": 32}
+    # (c): each source folder of the held-out set scored on its own, on that folder's notes
+    folders = {folder: sorted(n for n in test_files if n.startswith(folder + "/")) for folder in ("groove", "pop909")}
+    assert held_out["source_folders"] == folders
+    for name, side in sides.items():
+        assert set(side["by_folder"]) == set(folders), name
+        for folder, scored in side["by_folder"].items():
+            assert scored["notes"] == sum(mido_note_ons(dev_data / f) for f in folders[folder]) > 0, (name, folder)
+            assert math.isfinite(scored["bits_per_note"]) and scored["bits_per_note"] > 0, (name, folder)
+            assert scored["bits_per_note"] * scored["notes"] == pytest.approx(scored["total_bits"])
+        # every target of the whole set is one of a folder's, but a folder's first (its stream's start)
+        assert sum(s["targets"] for s in side["by_folder"].values()) == side["targets"] - (len(folders) - 1), name
+    assert "(c) each source folder of the held-out set scored on its own" in done.stdout
     assert "(a) each codec at its default resolution" in done.stdout and "bits per event, by field" in done.stdout
 
 
