@@ -238,12 +238,12 @@ def table(title: str, names: list[str], results: dict[str, dict]) -> str:
 
 def folder_table(names: list[str], results: dict[str, dict]) -> str:
     """Bits/note of each side on each source folder scored as a held-out set of its own, and midiformer's
-    ratio to each MidiTok side (same denominators: the folder's notes by midiformer's reader)."""
+    ratio to the first MidiTok side (same denominators: the folder's notes by midiformer's reader)."""
     folders = list(results[names[0]]["by_folder"])
     if not folders:
         return ""
     ours = [n for n in names if results[n]["kind"] == "midiformer"]
-    ratios = [(a, b) for b in names if results[b]["kind"] == "miditok" for a in ours]
+    ratios = [(a, b) for b in names if results[b]["kind"] == "miditok" for a in ours][:len(ours)]  # to the first
     lines = ["\n(c) each source folder of the held-out set scored on its own: bits/note",
              "| folder | files | notes | " + " | ".join(names) + " | " + " | ".join(f"{a} / {b}" for a, b in ratios) + " |",
              "|---|---|---|" + "---|" * (len(names) + len(ratios))]
