@@ -6,6 +6,11 @@ Each cost is a count table learned on the train split (add-half smoothing) and s
 split, in bits per note: velocity alone and given the previous velocity on the same channel; the gap
 of every row as the codec writes it; and, for a codec that would put durations on note-ons, the gap
 between onsets plus the duration. They bound what the fields cost a model that knows no more.
+
+The finer levels (`--grid 8 --velocities 32`, bench-quality's matched resolution): a value's place
+within its coarse bin, given the bin (and, for velocity, the place of the channel's last one). That is
+what full resolution costs a count table above the coarse value: bench-quality's two midiformer sides
+differ by what the model pays for the same.
 """
 from __future__ import annotations
 
@@ -24,10 +29,11 @@ def songs(store: Store, split: str):
     return [rows[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
 
 
-def sequences(song: np.ndarray) -> dict[str, list]:
-    """(context, value) pairs of one song for each count model."""
+def sequences(song: np.ndarray, time_bin: int = 12, velocity_bin: int = 4) -> dict[str, list]:
+    """(context, value) pairs of one song for each count model; `time_bin` grid steps and `velocity_bin`
+    velocities make one coarse bin of the finer-level models."""
     pairs = defaultdict(list)
-    last_velocity, sounding, onsets, tick, last_onset = {}, defaultdict(deque), [], 0, 0
+    last_velocity, last_place, sounding, onsets, tick, last_onset = {}, {}, defaultdict(deque), [], 0, 0
     for row in song[1:]:  # after START
         tick += int(row[events.TIME])
         pairs["row gap"].append((0, int(row[events.TIME])))
@@ -37,7 +43,12 @@ def sequences(song: np.ndarray) -> dict[str, list]:
             pairs["velocity"].append((0, velocity))
             pairs["velocity | previous on the channel"].append((last_velocity.get(channel, -1), velocity))
             last_velocity[channel] = velocity
+            bin_, place = divmod(velocity - 1, velocity_bin)
+            pairs["velocity within its bin | the bin"].append((bin_, place))
+            pairs["velocity within its bin | the bin, the channel's last"].append(((bin_, last_place.get(channel, -1)), place))
+            last_place[channel] = place
             pairs["onset gap"].append((0, tick - last_onset))
+            pairs["onset gap within its bin | the bin"].append(divmod(tick - last_onset, time_bin))
             last_onset = tick
             if row[events.DURATION] == events.OPEN:
                 sounding[channel, note].append(len(onsets))
@@ -46,6 +57,7 @@ def sequences(song: np.ndarray) -> dict[str, list]:
             onsets.append(tick)
         elif kind == events.NOTE_OFF and sounding[channel, note]:
             pairs["duration"].append((0, tick - onsets[sounding[channel, note].popleft()]))
+    pairs["duration within its bin | the bin"] = [divmod(steps, time_bin) for _, steps in pairs["duration"]]
     return pairs
 
 
@@ -59,19 +71,28 @@ def cost_bits(train: list, test: list, alpha: float = 0.5) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("store")
+    parser.add_argument("--grid", type=int, default=8, help="coarse grid steps per beat of the finer-level models")
+    parser.add_argument("--velocities", type=int, default=32, help="coarse velocity levels of the finer-level models")
     args = parser.parse_args()
     store = Store(args.store)
+    ticks_per_beat = int(store.manifest["settings"]["codec"]["ticks_per_beat"])
+    if args.grid <= 0 or ticks_per_beat % args.grid or args.velocities <= 0 or 128 % args.velocities:
+        parser.error(f"--grid {args.grid} must divide the store's {ticks_per_beat} steps per beat and "
+                     f"--velocities {args.velocities} must divide 128")
     split_pairs = {}
     for split in ("train", "test"):
         split_pairs[split] = defaultdict(list)
         for song in songs(store, split):
-            for name, pairs in sequences(song).items():
+            for name, pairs in sequences(song, ticks_per_beat // args.grid, 128 // args.velocities).items():
                 split_pairs[split][name] += pairs
     notes = len(split_pairs["test"]["velocity"])
-    print(f"{args.store}: test split, {notes:,} notes; count tables of the train split")
-    for name in ("velocity", "velocity | previous on the channel", "row gap", "onset gap", "duration"):
+    print(f"{args.store}: test split, {notes:,} notes; count tables of the train split; finer levels within "
+          f"{args.grid} steps per beat and {args.velocities} velocities")
+    for name in ("velocity", "velocity | previous on the channel", "row gap", "onset gap", "duration",
+                 "velocity within its bin | the bin", "velocity within its bin | the bin, the channel's last",
+                 "onset gap within its bin | the bin", "duration within its bin | the bin"):
         bits = cost_bits(split_pairs["train"][name], split_pairs["test"][name])
-        print(f"  {name:38} {bits / notes:6.2f} bits/note   ({bits / len(split_pairs['test'][name]):.2f} per value)")
+        print(f"  {name:56} {bits / notes:6.2f} bits/note   ({bits / len(split_pairs['test'][name]):.2f} per value)")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,11 @@ def test_durations_onset_gaps_and_previous_velocities_come_from_the_rows():
     assert [v for _, v in pairs["onset gap"]] == [0, 0, 24]
     assert pairs["velocity | previous on the channel"] == [(-1, 80), (-1, 50), (80, 90)]
     assert [v for _, v in pairs["row gap"]] == [0, 0, 24, 24, 0, 48, 0]
+    # the finer levels: 12 steps and 4 velocities to a bin (velocity 80 is 79 = 19 * 4 + 3)
+    assert pairs["velocity within its bin | the bin"] == [(19, 3), (12, 1), (22, 1)]
+    assert pairs["velocity within its bin | the bin, the channel's last"] == [((19, -1), 3), ((12, -1), 1), ((22, 3), 1)]
+    assert pairs["onset gap within its bin | the bin"] == [(0, 0), (0, 0), (2, 0)]
+    assert pairs["duration within its bin | the bin"] == [(4, 0), (4, 0), (6, 0)]
 
 
 def test_the_cost_is_the_smoothed_count_code_length():
