@@ -38,6 +38,7 @@ import numpy as np
 
 from midiformer.codec import events
 from midiformer.codec.events import CHANNEL, DURATION, INSTRUMENT, NOTE, TYPE, VELOCITY
+from midiformer.codec.notes import match_first_in_first_out
 
 if TYPE_CHECKING:
     import muspy
@@ -83,19 +84,18 @@ def notes_of_rows(rows: np.ndarray, ticks: np.ndarray | None = None) -> Notes:
     the cumulative sum of their gaps)."""
     rows = np.asarray(rows, np.int64)
     ticks = events.grid_ticks(rows) if ticks is None else np.asarray(ticks, np.int64)
-    sounding: dict[int, list[int]] = {}
-    onset_row, offset_tick = [], []
     end = int(ticks[-1]) if len(ticks) else 0
-    for i, (type_, channel, note, duration) in enumerate(rows[:, [TYPE, CHANNEL, NOTE, DURATION]].tolist()):
-        if type_ == events.NOTE_ON:
-            if duration == events.OPEN:
-                sounding.setdefault(channel * 128 + note, []).append(len(onset_row))
-            offset_tick.append(end if duration == events.OPEN else min(int(ticks[i]) + duration - 1, end))
-            onset_row.append(i)
-        elif type_ == events.NOTE_OFF and sounding.get(channel * 128 + note):
-            offset_tick[sounding[channel * 128 + note].pop(0)] = int(ticks[i])
-    on = np.asarray(onset_row, np.int64)
-    return Notes(ticks[on], np.asarray(offset_tick, np.int64), rows[on, CHANNEL], rows[on, NOTE],
+    on = np.nonzero(rows[:, TYPE] == events.NOTE_ON)[0]
+    open_on = rows[:, TYPE] == events.NOTE_ON
+    open_on[on] = rows[on, DURATION] == events.OPEN
+    paired = np.nonzero(open_on | (rows[:, TYPE] == events.NOTE_OFF))[0]
+    partner = match_first_in_first_out(rows[paired, CHANNEL] * 128 + rows[paired, NOTE], open_on[paired]).partner
+    offset_tick = np.minimum(ticks[on] + rows[on, DURATION] - 1, end)  # a note-on with a duration ends by itself
+    ended_by = np.full(len(rows), -1, np.int64)
+    ended_by[paired] = np.where(partner >= 0, paired[partner], -1)
+    open_rows = open_on[on]
+    offset_tick[open_rows] = np.where(ended_by[on[open_rows]] >= 0, ticks[ended_by[on[open_rows]]], end)
+    return Notes(ticks[on], offset_tick.astype(np.int64), rows[on, CHANNEL], rows[on, NOTE],
                  rows[on, VELOCITY], rows[on, INSTRUMENT])
 
 

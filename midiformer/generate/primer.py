@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from midiformer.codec import events
+from midiformer.codec.notes import match_first_in_first_out
 from midiformer.common import ConfigError
 
 WHISTLE_PROGRAM = 78  # General MIDI "Whistle" (79 in the 1-based numbering of the GM tables)
@@ -109,13 +110,12 @@ def state_at(song: np.ndarray, row: int) -> np.ndarray:
 
 def _ends_an_earlier_note(rows: np.ndarray) -> np.ndarray:
     """(T,) bool: note-offs whose note began before `rows` (the cut would leave them with nothing to end)."""
-    sounding, orphan = np.zeros((16, 128), np.int64), np.zeros(len(rows), bool)
-    for i, (type_, channel, note, duration) in enumerate(rows[:, [_TYPE, _CHANNEL, _NOTE, _DURATION]].tolist()):
-        if type_ == events.NOTE_ON:
-            sounding[channel, note] += duration == events.OPEN  # a note with a duration has no note-off
-        elif type_ == events.NOTE_OFF:
-            orphan[i] = sounding[channel, note] == 0
-            sounding[channel, note] -= not orphan[i]
+    open_on = (rows[:, _TYPE] == events.NOTE_ON) & (rows[:, _DURATION] == events.OPEN)  # a duration: no note-off
+    off = rows[:, _TYPE] == events.NOTE_OFF
+    paired = np.nonzero(open_on | off)[0]
+    partner = match_first_in_first_out(rows[paired, _CHANNEL] * 128 + rows[paired, _NOTE], open_on[paired]).partner
+    orphan = np.zeros(len(rows), bool)
+    orphan[paired[off[paired] & (partner < 0)]] = True
     return orphan
 
 

@@ -63,3 +63,26 @@ def test_pairing_counts_what_the_stream_holds():
     assert stats == {"orphan_note_offs": 1, "unterminated_notes": 1, "overlapping_notes": 1, "notes": 3,
                      "program_changes": 1}
     assert notes[:, [0, 1, 2, 5]].tolist() == [[10, 50, 0, 0], [20, 60, 0, 0], [40, 100, 1, 5]]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_matcher_equals_a_queue_per_key_on_random_streams(seed):
+    """match_first_in_first_out, which the codec, the primer cut and the metrics share: each end's start,
+    each start's end, and how many of its key sound before each event, as a queue per key finds them."""
+    from midiformer.codec.notes import match_first_in_first_out
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 60))
+    key, is_start = rng.integers(0, 4, n), rng.random(n) < 0.55
+    partner, sounding_before, queues = [-1] * n, [], {}
+    for i, (k, start) in enumerate(zip(key.tolist(), is_start.tolist())):
+        queue = queues.setdefault(k, [])
+        sounding_before.append(len(queue))
+        if start:
+            queue.append(i)
+        elif queue:
+            begun = queue.pop(0)
+            partner[i], partner[begun] = begun, i
+    match = match_first_in_first_out(key, is_start)
+    assert match.partner.tolist() == partner
+    assert match.sounding_before.tolist() == sounding_before

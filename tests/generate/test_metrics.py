@@ -98,3 +98,32 @@ def test_tempo_and_instrument_changes_are_reported(dev_data):
     assert report["tempo"]["tempo_ratio"] == pytest.approx(2.0, rel=1e-3)
     assert report["continuation_vs_primer"]["instruments_kept"] == 0.0  # piano primer, bass continuation
     assert set(report["continuation"]["durations"]) == {"bass"}
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_notes_of_rows_follow_the_codec_rule_on_random_rows(seed):
+    """Note-ons with and without a duration, note-offs (some with nothing to end), colliding keys: each
+    note ends as the obvious loop says (a note-off ends the earliest OPEN note of its key)."""
+    rng = np.random.default_rng(seed)
+    n = 80
+    rows = np.zeros((n, len(events.FIELDS)), np.int64)
+    rows[:, events.TYPE] = rng.choice([events.NOTE_ON, events.NOTE_OFF, events.PROGRAM], n, p=[.5, .4, .1])
+    rows[:, events.TIME] = rng.integers(0, 4, n)
+    rows[:, events.CHANNEL], rows[:, events.NOTE] = rng.integers(0, 2, n), rng.integers(60, 62, n)
+    on = rows[:, events.TYPE] == events.NOTE_ON
+    rows[on, events.DURATION] = np.where(rng.random(on.sum()) < 0.5, events.OPEN, rng.integers(1, 9, on.sum()))
+    rows[on, events.VELOCITY] = rng.integers(1, 128, on.sum())
+    ticks = np.cumsum(rows[:, events.TIME])
+    end, sounding, offsets = int(ticks[-1]), {}, []
+    for i, row in enumerate(rows.tolist()):
+        key = (row[events.CHANNEL], row[events.NOTE])
+        if row[events.TYPE] == events.NOTE_ON:
+            open_ = row[events.DURATION] == events.OPEN
+            offsets.append(end if open_ else min(int(ticks[i]) + row[events.DURATION] - 1, end))
+            if open_:
+                sounding.setdefault(key, []).append(len(offsets) - 1)
+        elif row[events.TYPE] == events.NOTE_OFF and sounding.get(key):
+            offsets[sounding[key].pop(0)] = int(ticks[i])
+    notes = metrics.notes_of_rows(rows)
+    assert notes.onset.tolist() == ticks[on].tolist() and notes.offset.tolist() == offsets
+    assert notes.pitch.tolist() == rows[on, events.NOTE].tolist()
