@@ -96,7 +96,7 @@ CODEC_VERSION = "4"  # bump when encode's output changes: prepared stores are ke
 
 from midiformer.codec import midi  # noqa: E402
 from midiformer.codec.midi import MidiError  # noqa: E402, F401  (re-exported: the codec's one error type)
-from midiformer.codec.notes import pair_notes_with_indices  # noqa: E402
+from midiformer.codec.notes import match_first_in_first_out, pair_notes_with_indices  # noqa: E402
 
 
 def codec_settings(ticks_per_beat: int = 96, controls: Iterable[int] = DEFAULT_CONTROLS,
@@ -307,6 +307,19 @@ def grid_ticks(events: np.ndarray) -> np.ndarray:
 
 
 # --- what the metrics and the store need ------------------------------------------------------
+
+
+def note_partners(rows: np.ndarray) -> np.ndarray:
+    """(T,) for each row: the note_off row that ends an OPEN note-on, the note-on row a note_off ends,
+    -1 for none (a note still sounding at the last row, a note_off with nothing to end, any other row).
+    The codec's rule: a note_off ends the earliest OPEN note sounding on its channel and pitch."""
+    rows = np.asarray(rows, np.int64)
+    open_on = (rows[:, TYPE] == NOTE_ON) & (rows[:, DURATION] == OPEN)  # a note-on with a duration ends by itself
+    paired = np.nonzero(open_on | (rows[:, TYPE] == NOTE_OFF))[0]
+    partner = match_first_in_first_out(rows[paired, CHANNEL] * 128 + rows[paired, NOTE], open_on[paired]).partner
+    partners = np.full(len(rows), -1, np.int64)
+    partners[paired] = np.where(partner >= 0, paired[partner], -1)
+    return partners
 
 
 def count_notes(events: np.ndarray) -> int:

@@ -38,7 +38,6 @@ import numpy as np
 
 from midiformer.codec import events
 from midiformer.codec.events import CHANNEL, DURATION, INSTRUMENT, NOTE, TYPE, VELOCITY
-from midiformer.codec.notes import match_first_in_first_out
 
 if TYPE_CHECKING:
     import muspy
@@ -86,15 +85,9 @@ def notes_of_rows(rows: np.ndarray, ticks: np.ndarray | None = None) -> Notes:
     ticks = events.grid_ticks(rows) if ticks is None else np.asarray(ticks, np.int64)
     end = int(ticks[-1]) if len(ticks) else 0
     on = np.nonzero(rows[:, TYPE] == events.NOTE_ON)[0]
-    open_on = rows[:, TYPE] == events.NOTE_ON
-    open_on[on] = rows[on, DURATION] == events.OPEN
-    paired = np.nonzero(open_on | (rows[:, TYPE] == events.NOTE_OFF))[0]
-    partner = match_first_in_first_out(rows[paired, CHANNEL] * 128 + rows[paired, NOTE], open_on[paired]).partner
-    offset_tick = np.minimum(ticks[on] + rows[on, DURATION] - 1, end)  # a note-on with a duration ends by itself
-    ended_by = np.full(len(rows), -1, np.int64)
-    ended_by[paired] = np.where(partner >= 0, paired[partner], -1)
-    open_rows = open_on[on]
-    offset_tick[open_rows] = np.where(ended_by[on[open_rows]] >= 0, ticks[ended_by[on[open_rows]]], end)
+    ended_by = events.note_partners(rows)[on]
+    offset_tick = np.where(rows[on, DURATION] != events.OPEN, np.minimum(ticks[on] + rows[on, DURATION] - 1, end),
+                           np.where(ended_by >= 0, ticks[ended_by], end))
     return Notes(ticks[on], offset_tick.astype(np.int64), rows[on, CHANNEL], rows[on, NOTE],
                  rows[on, VELOCITY], rows[on, INSTRUMENT])
 

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from midiformer.codec import events
-from midiformer.codec.notes import match_first_in_first_out
 from midiformer.common import ConfigError
 
 WHISTLE_PROGRAM = 78  # General MIDI "Whistle" (79 in the 1-based numbering of the GM tables)
@@ -110,12 +109,7 @@ def state_at(song: np.ndarray, row: int) -> np.ndarray:
 
 def _ends_an_earlier_note(rows: np.ndarray) -> np.ndarray:
     """(T,) bool: note-offs whose note began before `rows` (the cut would leave them with nothing to end)."""
-    open_on = (rows[:, _TYPE] == events.NOTE_ON) & (rows[:, _DURATION] == events.OPEN)  # a duration: no note-off
-    off = rows[:, _TYPE] == events.NOTE_OFF
-    paired = np.nonzero(open_on | off)[0]
-    partner = match_first_in_first_out(rows[paired, _CHANNEL] * 128 + rows[paired, _NOTE], open_on[paired]).partner
-    orphan = np.zeros(len(rows), bool)
-    orphan[paired[off[paired] & (partner < 0)]] = True
+    orphan = (rows[:, _TYPE] == events.NOTE_OFF) & (events.note_partners(rows) < 0)
     return orphan
 
 
