@@ -9,7 +9,8 @@ warm-up and cosine decay, fp32, no dropout) on the same files, and is scored on 
 bits/note and bits/second divide each side's total bits by one note count and one duration, both from
 midiformer's SMF reader. Two tables: (a) each codec at its default resolution (midiformer: 96 steps per
 beat, every velocity; MidiTok: its defaults), (b) matched resolution (both on the same grid and velocity
-levels), so that the price of being lossless shows. Printed and written as JSON, never asserted.
+levels), so that the price of being lossless shows; and (c) each source folder of the held-out set
+scored on its own. Printed and written as JSON, never asserted.
 """
 from __future__ import annotations
 
