@@ -156,12 +156,14 @@ def prepare(args: argparse.Namespace, sides: list[dict]) -> dict:
         raise ConfigError(f"held-out set ({args.test or 'the test split of ' + str(args.train)}): no file that every "
                           f"side reads ({len(held_out.excluded)} excluded)")
     folders = quality_data.source_folders(held_out.files)
+    position = {f: i for i, f in enumerate(held_out.files)}  # song i of each stream (every kept file tokenizes)
     for name, tokenizer in tokenizers.items():  # tokenized once here; every side scores these very tokens
         stream = quality_data.token_stream(tokenizer, held_out.root, held_out.files)
         np.save(args.work_dir / f"heldout_{name.replace('@', '_')}.npy", stream.tokens)
-        for folder, files in folders.items():
-            stream = quality_data.token_stream(tokenizer, held_out.root, files)
-            np.save(args.work_dir / f"heldout_{name.replace('@', '_')}__{folder}.npy", stream.tokens)
+        for folder, files in folders.items():  # a file's tokens are its own: the folder's are cut from the stream
+            tokens = np.concatenate([stream.tokens[stream.offsets[position[f]]:stream.offsets[position[f] + 1]]
+                                     for f in files])
+            np.save(args.work_dir / f"heldout_{name.replace('@', '_')}__{folder}.npy", tokens)
     print(f"held-out files: {len(held_out.files)} from {source} ({len(held_out.excluded)} excluded), "
           f"{sum(held_out.notes.values()):,} notes, {sum(held_out.seconds.values()) / 60:.1f} min", flush=True)
     return {"work_dir": str(args.work_dir), "cache_dir": str(cache_dir), "train_root": str(args.train.resolve()),
@@ -202,11 +204,10 @@ def last_step(run_dir: Path) -> int:
         return 0
 
 
-def figures(results: dict[str, dict], held_out: quality_data.HeldOut) -> None:
+def figures(results: dict[str, dict], held_out: quality_data.HeldOut, folder_files: dict[str, list[str]]) -> None:
     """bits/note, bits/second and the unigram baseline's, on the shared denominators (in place); the same
     for each source folder scored on its own."""
     notes, seconds = sum(held_out.notes.values()), sum(held_out.seconds.values())
-    folder_files = quality_data.source_folders(held_out.files)
     for result in results.values():
         result.update(notes=notes, seconds=seconds, bits_per_note=result["total_bits"] / notes, bits_per_second=result["total_bits"] / seconds,
                       unigram_bits_per_note=result["unigram_total_bits"] / notes,
@@ -292,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     held_out = paths["held_out"]
     results = run_all(sides, shape, paths, args.threads)
     cpu = {"main": round(time.process_time(), 1), "sides": round(sum(r["cpu_seconds_total"] for r in results.values()), 1)}
-    figures(results, held_out)
+    figures(results, held_out, paths["source_folders"])
     notes, seconds = sum(held_out.notes.values()), sum(held_out.seconds.values())
     print(f"\nheld-out: {len(held_out.files)} files, {notes:,} notes, {seconds / 60:.1f} min (midiformer's reader); "
           f"excluded: {held_out.excluded or 'none'}")
