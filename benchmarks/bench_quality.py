@@ -9,8 +9,9 @@ warm-up and cosine decay, fp32, no dropout) on the same files, and is scored on 
 bits/note and bits/second divide each side's total bits by one note count and one duration, both from
 midiformer's SMF reader. Two tables: (a) each codec at its default resolution (midiformer: 96 steps per
 beat, every velocity; MidiTok: its defaults), (b) matched resolution (both on the same grid and velocity
-levels), so that the price of being lossless shows; and (c) each source folder of the held-out set
-scored on its own. Printed and written as JSON, never asserted.
+levels), so that the price of being lossless shows; (c) each source folder of the held-out set
+scored on its own; and (d) MidiTok at midiformer's full resolution (96 positions per beat, every velocity),
+so that the same price shows from the other side. Printed and written as JSON, never asserted.
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ DEV_DATA = Path(os.environ.get("MIDIFORMER_DEV_DATA") or next(
     REPO.parent / "shared" / "data" / "midi_dev"))
 SPLITS = {"train": 0.9, "val": 0.05, "test": 0.05}  # midiformer's default data.splits
 MIDITOK_DEFAULT_GRID, MIDITOK_DEFAULT_VELOCITIES = 8, 32  # TokenizerConfig(): beat_res {(0, 4): 8, (4, 12): 4}
+FULL_GRID, FULL_VELOCITIES = 96, 127  # midiformer's default data.codec.ticks_per_beat; MIDI's velocities 1..127
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -68,6 +70,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="table (b): midiformer's data.codec.ticks_per_beat and MidiTok's positions per beat (first 4 beats)")
     add("--matched-velocities", type=int, default=MIDITOK_DEFAULT_VELOCITIES,
         help="table (b): velocity levels of both (midiformer's data.velocity_levels, MidiTok's num_velocities)")
+    add("--full-resolution", action=argparse.BooleanOptionalAction, default=True,
+        help="table (d): MidiTok also at midiformer's full resolution (96 positions per beat, 127 velocities)")
     add("--codecs", default="REMI,MIDILike", help="MidiTok tokenizers to compare (comma-separated)")
     add("--override", action="append", default=[], metavar="KEY=VALUE",
         help="a Hydra override for the midiformer sides (repeatable), e.g. --override model.heads=cascade")
@@ -104,8 +108,10 @@ def miditok_options(grid: int | None, velocities: int | None) -> dict:
 def plan_sides(args: argparse.Namespace) -> tuple[list[dict], dict[str, list[str]]]:
     """Every side to train, and the side names of each table; a side both tables need is trained once."""
     sides, tables = {}, {"default": [], "matched": []}
-    resolutions = {"default": (96, None, None, None), "matched": (args.matched_grid, args.matched_velocities,
-                                                                  args.matched_grid, args.matched_velocities)}
+    resolutions = {"default": (FULL_GRID, None, None, None), "matched": (args.matched_grid, args.matched_velocities,
+                                                                         args.matched_grid, args.matched_velocities)}
+    if args.full_resolution:  # midiformer's lossless side (trained once, for (a)) against MidiTok at its resolution
+        tables["full"], resolutions["full"] = [], (FULL_GRID, None, FULL_GRID, FULL_VELOCITIES)
     for table, (ticks_per_beat, levels, grid, velocities) in resolutions.items():
         name = f"midiformer@{ticks_per_beat}" + ("" if levels is None else f"x{levels}")
         sides.setdefault(name, {"name": name, "kind": "midiformer", "ticks_per_beat": ticks_per_beat,
@@ -246,6 +252,8 @@ def folder_table(names: list[str], results: dict[str, dict]) -> str:
         return ""
     ours = [n for n in names if results[n]["kind"] == "midiformer"]
     ratios = [(a, b) for b in names if results[b]["kind"] == "miditok" for a in ours][:len(ours)]  # to the first
+    full = [n for n in names if n.endswith(f"@{FULL_GRID}x{FULL_VELOCITIES}")][:1]  # and lossless to full-resolution
+    ratios += [(ours[0], b) for b in full]
     lines = ["\n(c) each source folder of the held-out set scored on its own: bits/note",
              "| folder | files | notes | " + " | ".join(names) + " | " + " | ".join(f"{a} / {b}" for a, b in ratios) + " |",
              "|---|---|---|" + "---|" * (len(names) + len(ratios))]
@@ -300,7 +308,10 @@ def main(argv: list[str] | None = None) -> None:
     print(table("(a) each codec at its default resolution", tables["default"], results))
     print(table(f"(b) matched resolution: {args.matched_grid} steps per beat, {args.matched_velocities} velocities",
                 tables["matched"], results))
-    print(folder_table(list(dict.fromkeys(tables["default"] + tables["matched"])), results))
+    if "full" in tables:
+        print(table(f"(d) MidiTok at midiformer's full resolution: {FULL_GRID} positions per beat ({FULL_GRID // 2} past "
+                    f"4 beats, MidiTok's layout), {FULL_VELOCITIES} velocities", tables["full"], results))
+    print(folder_table(list(dict.fromkeys(name for names in tables.values() for name in names)), results))
     print(field_table(results))
     report = {
         "date": date, "commit": commit, "machine": machine(), "command": command, "wall_seconds": round(time.perf_counter() - started, 1),

@@ -46,14 +46,33 @@ def test_matched_resolution_is_miditok_default_so_its_rows_are_trained_once():
 
     defaults = TokenizerConfig()
     assert (max(defaults.beat_res.values()), defaults.num_velocities) == (MIDITOK_DEFAULT_GRID, MIDITOK_DEFAULT_VELOCITIES)
-    sides, tables = plan_sides(parse_args([]))
+    sides, tables = plan_sides(parse_args(["--no-full-resolution"]))
     assert [s["name"] for s in sides] == ["midiformer@96", "REMI@default", "MIDILike@default", "midiformer@8x32"]
     assert tables == {"default": ["midiformer@96", "REMI@default", "MIDILike@default"],
                       "matched": ["midiformer@8x32", "REMI@default", "MIDILike@default"]}
-    sides, tables = plan_sides(parse_args(["--matched-grid", "16", "--matched-velocities", "64", "--codecs", "REMI"]))
+    sides, tables = plan_sides(parse_args(["--matched-grid", "16", "--matched-velocities", "64", "--codecs", "REMI",
+                                           "--no-full-resolution"]))
     matched = next(s for s in sides if s["name"] == "REMI@16x64")
     assert matched["options"] == {"use_programs": True, "beat_res": {(0, 4): 16, (4, 12): 8}, "num_velocities": 64}
     assert tables["matched"] == ["midiformer@16x64", "REMI@16x64"]
+
+
+def test_full_resolution_table_puts_miditok_on_midiformers_grid_and_reuses_the_lossless_side():
+    """Table (d): MidiTok at 96 positions per beat and every velocity, against the very midiformer side of (a)."""
+    from bench_quality import parse_args, plan_sides
+    from quality_data import make_tokenizer
+
+    sides, tables = plan_sides(parse_args([]))
+    assert [s["name"] for s in sides] == ["midiformer@96", "REMI@default", "MIDILike@default", "midiformer@8x32",
+                                          "REMI@96x127", "MIDILike@96x127"]
+    assert tables["full"] == ["midiformer@96", "REMI@96x127", "MIDILike@96x127"]
+    remi = next(s for s in sides if s["name"] == "REMI@96x127")
+    assert remi["options"] == {"use_programs": True, "beat_res": {(0, 4): 96, (4, 12): 48}, "num_velocities": 127}
+    vocab, default_vocab = make_tokenizer("REMI", remi["options"]).vocab, make_tokenizer("REMI", {"use_programs": True}).vocab
+    assert {f"Velocity_{v}" for v in range(1, 128)} <= set(vocab)  # every MIDI velocity is a token of its own
+    positions = lambda vocab: sum(name.startswith("Position_") for name in vocab)  # noqa: E731
+    assert positions(vocab) == 96 // 8 * positions(default_vocab)  # the longest bar, at 96 positions per beat, not 8
+    assert "Duration_0.1.96" in vocab  # durations in 96ths of a beat
 
 
 class Bigram(nn.Module):
@@ -118,6 +137,7 @@ def test_bench_quality_runs_end_to_end_on_a_tiny_configuration(dev_data, tmp_pat
     sides = report["sides"]
     assert report["tables"]["default"] == ["midiformer@96", "REMI@default", "MIDILike@default"]
     assert report["tables"]["matched"] == ["midiformer@8x32", "REMI@default", "MIDILike@default"]
+    assert report["tables"]["full"] == ["midiformer@96", "REMI@96x127", "MIDILike@96x127"]
     assert set(sides) == {name for names in report["tables"].values() for name in names}
     for name, side in sides.items():
         assert (side["notes"], side["seconds"]) == (notes, held_out["seconds"]), name  # one denominator for all
@@ -145,6 +165,8 @@ def test_bench_quality_runs_end_to_end_on_a_tiny_configuration(dev_data, tmp_pat
         assert sum(s["targets"] for s in side["by_folder"].values()) == side["targets"] - (len(folders) - 1), name
     assert "(c) each source folder of the held-out set scored on its own" in done.stdout
     assert "(a) each codec at its default resolution" in done.stdout and "bits per event, by field" in done.stdout
+    assert "(d) MidiTok at midiformer's full resolution" in done.stdout
+    assert "midiformer@96 / REMI@96x127 bits per note" in done.stdout
 
 
 def script_env() -> dict[str, str]:
