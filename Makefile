@@ -50,7 +50,7 @@ bench-generate: $(STAMP) ## generation events/s with and without the KV cache
 bench-scale: $(STAMP) ## prepare, start-up, memory and evaluation at N/10 and N files (ARGS="--files 2000")
 	$(PY) benchmarks/bench_scale.py $(ARGS)
 
-bench-quality: $(STAMP) ## held-out bits/note and bits/second against MidiTok REMI and MIDILike + a plain GPT (~50 min on 2 cores, est.)
+bench-quality: $(STAMP) ## held-out bits/note and bits/second against MidiTok REMI and MIDILike + a plain GPT (6 trainings, three rounds of two on 2 cores)
 	$(PY) benchmarks/bench_quality.py $(ARGS)
 
 paper-table: $(STAMP) ## every claim of the seed in its own regime -> experiments/paper_table/RESULTS.md + a PNG per claim (one seed: 93 min of one process on 2 busy cores, docs/paper-table.md; nohup ... &)

@@ -61,6 +61,7 @@ class KVCache:
     def __init__(self, n_layer: int, max_seq_len: int):
         self.layers = [LayerCache(max_seq_len) for _ in range(n_layer)]
         self.head = LayerCache(max_seq_len)  # the look-up keys and values of heads that remember the rows
+        self.relative: tuple | None = None  # what cascade_relative carries: each channel's last note, the last gap
         self.ticks: torch.Tensor | None = None
 
     def __len__(self) -> int:
@@ -207,21 +208,17 @@ class MidiGPT(nn.Module):
         h, rows, rope = self.run(inputs, start_ticks=start_ticks)
         if not getattr(self.heads, "remembers", False):
             return self.heads(h, targets)
-        return self.heads(h, targets, (*self.heads.memory(rows, rope), rope))
+        return self.heads(h, targets, self.heads.memory(inputs, rows, rope))
 
     def next_context(self, inputs: torch.Tensor, kv_cache: KVCache | None = None,
                      start_ticks: torch.Tensor | None = None) -> tuple[torch.Tensor, Memory | None]:
         """For a sampler: what field_logits needs to choose the event after inputs (as hidden's arguments):
-        h of the last row (B, d), and for heads that look back the keys and values of every row of the
-        window (the cached ones too) with the last row's rotation; None for the other heads."""
+        h of the last row (B, d), and for heads that read the window's rows their memory of every row of
+        the window, the cached ones too (heads.py); None for the other heads."""
         h, rows, rope = self.run(inputs, kv_cache, start_ticks)
         if not getattr(self.heads, "remembers", False):
             return h[:, -1], None
-        keys, values = self.heads.memory(rows, rope)
-        if kv_cache is not None:
-            keys, values = kv_cache.head.append(keys, values)
-        last = None if rope is None else tuple(part[..., -1:, :] for part in rope)
-        return h[:, -1], (keys, values, last)
+        return h[:, -1], self.heads.memory(inputs, rows, rope, kv_cache, last=True)
 
     def field_logits(self, h_last: torch.Tensor, field_index: int, chosen_so_far: torch.Tensor | None = None,
                      memory: Memory | None = None) -> torch.Tensor:

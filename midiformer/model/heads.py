@@ -10,8 +10,13 @@ Every head has the same two entry points:
                                              picked for fields 0..k-1 of the event (k = field_index),
                                              -> logits (..., V) of field k
 A sampler calls field_logits for k = 0, 1, ... in events.FIELDS order, appending each sampled value
-to `chosen`; the parallel head ignores `chosen`. `memory` is for heads that look back at the window's
-rows (`remembers = True`: cascade_lookup); MidiGPT gives it to them and None to the others.
+to `chosen`; the parallel head ignores `chosen`. `memory` is for heads that read the window's rows
+(`remembers = True`: cascade_lookup, cascade_relative); MidiGPT gives it to them and None to the others:
+
+    memory(inputs, rows, rope, kv_cache=None, last=False)
+                                             inputs (B, T, F) the rows, rows (B, T, d) their embeddings,
+                                             rope the blocks' rotation; kv_cache: inputs follow its rows
+                                             (a head keeps what it needs there); last: for the last row only
 """
 from __future__ import annotations
 
@@ -19,12 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from midiformer.codec.events import CHANNEL, DURATION, NOTE, NOTE_OFF, NOTE_ON, TIME, TYPE, VELOCITY
 from midiformer.model.positions import Rope, apply_rope
 from midiformer.model.values import ValueTables
 from midiformer.registry import Registry
 
 HEADS = Registry("model.heads")
-Memory = tuple[torch.Tensor, torch.Tensor, "Rope | None"]  # keys, values of the window's rows; the query rotation
+# what a remembering head reads of the window: cascade_lookup the rows' keys, values and the query rotation;
+# cascade_relative each channel's last note (last_note_by_channel)
+Memory = "tuple[torch.Tensor, torch.Tensor, Rope | None] | torch.Tensor"
 
 
 @HEADS.register("parallel")
@@ -117,10 +125,17 @@ class CascadeLookupHeads(CascadeHeads):
         B, T, C = x.shape
         return x.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, D)
 
-    def memory(self, rows: torch.Tensor, rope: Rope | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """rows (B, T, d) input embeddings -> keys, values (B, H, T, D) of the look-up."""
+    def memory(self, inputs: torch.Tensor, rows: torch.Tensor, rope: Rope | None, kv_cache=None,
+               last: bool = False) -> Memory:
+        """rows (B, T, d) input embeddings -> keys, values (B, H, T', D) of the look-up (T' = T, or every row
+        so far with a cache) and the rotation of the queries (of the last row only with last=True)."""
         keys = self.split_heads(self.k(rows))
-        return (apply_rope(keys, *rope) if rope is not None else keys), self.split_heads(self.v(rows))
+        keys, values = (apply_rope(keys, *rope) if rope is not None else keys), self.split_heads(self.v(rows))
+        if kv_cache is not None:
+            keys, values = kv_cache.head.append(keys, values)
+        if last and rope is not None:
+            rope = tuple(part[..., -1:, :] for part in rope)
+        return keys, values, rope
 
     def look(self, z: torch.Tensor, memory: Memory) -> torch.Tensor:
         """z (B, T, d): the last T rows' queries, each seeing the keys up to its own row."""
@@ -145,5 +160,120 @@ class CascadeLookupHeads(CascadeHeads):
         if targets is None or memory is None:
             raise ValueError("cascade_lookup heads are teacher-forced and look back: forward(inputs, targets) "
                              "through MidiGPT, which gives them the rows' memory")
+        chosen = targets.clamp(min=0)
+        return {name: self.field_logits(h, k, chosen, memory) for k, name in enumerate(self.fields)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Values relative to what the window last played
+
+RELATIVE_COLUMNS = (NOTE, VELOCITY, DURATION)  # the note-on fields read as steps from the channel's last one
+
+
+def last_where(selected: torch.Tensor, values: torch.Tensor, carried: torch.Tensor | None = None) -> torch.Tensor:
+    """selected (B, T, S) bool, values (B, T, A) -> (B, T, S, A): after each row t, for each slot s, the values
+    of the last row <= t that s selects; -1 where none does in the window, unless `carried` (B, S, A) holds
+    them from before inputs[:, 0] (the KV cache's window)."""
+    B, T, S = selected.shape
+    rows = torch.arange(T, device=values.device).view(1, T, 1)
+    last_row = torch.where(selected, rows, -1).cummax(dim=1).values  # (B, T, S)
+    picked = values.gather(1, last_row.clamp(min=0).view(B, T * S, 1).expand(-1, -1, values.shape[-1]))
+    before = carried if carried is not None else values.new_full((B, S, values.shape[-1]), -1)
+    return torch.where((last_row >= 0).unsqueeze(-1), picked.view(B, T, S, -1), before.unsqueeze(1))
+
+
+def last_note_by_channel(inputs: torch.Tensor, carried: torch.Tensor | None = None) -> torch.Tensor:
+    """inputs (B, T, F) -> (B, T, 16, 3): after each row t, for each channel c, the pitch, velocity and
+    duration of the last note-on on c among rows 0..t (-1: none; carried: see last_where)."""
+    channels = torch.arange(16, device=inputs.device)
+    played = (inputs[..., TYPE] == NOTE_ON).unsqueeze(-1) & (inputs[..., CHANNEL].unsqueeze(-1) == channels)
+    return last_where(played, inputs[..., list(RELATIVE_COLUMNS)], carried)
+
+
+def last_onset_gap(inputs: torch.Tensor, carried: torch.Tensor | None = None) -> torch.Tensor:
+    """inputs (B, T, F) -> (B, T): after each row t, the last time gap > 0 before a note-on among rows 0..t,
+    the last inter-onset interval (-1: none; carried (B,): from before the window)."""
+    onset = ((inputs[..., TYPE] == NOTE_ON) & (inputs[..., TIME] > 0)).unsqueeze(-1)
+    before = carried.view(-1, 1, 1) if carried is not None else None
+    return last_where(onset, inputs[..., TIME:TIME + 1], before)[..., 0, 0]
+
+
+@HEADS.register("cascade_relative")
+class CascadeRelativeHeads(CascadeHeads):
+    """Cascade heads that read each value relative to what the window last played. Once the type and channel
+    of the next event are chosen (a note-on or note-off), r = (pitch, velocity, duration) of that channel's
+    last note-on in the window is known from the past alone; the later fields see it, and the pitch,
+    velocity and duration get logits over their distance from it as well as over the value itself:
+
+        z_k = h + sum_{j<k} E_j[y_j] + sum_a R_a[r_a]                              (k after channel)
+        logits_k[v] = W_k u_k [v] + D_k u_k [v - r_k],   u_k = gelu(U_k z_k)       (k: note, velocity, duration)
+
+    D_k u_k gives a score to every step v - r_k in -(V-1)..V-1: one vector says "an octave below" or "a
+    little softer" whatever r_k is, where W_k must learn it value by value (relative pitch: Music
+    Transformer's relative attention, Huang et al. 2018, for the same reason). Where r_k is unknown (no note
+    on the channel yet in the window, or another type of row) R_a embeds "none" and the D_k term is 0.
+    With relative_time, the time of a note-on also gets logits over its distance from the last
+    inter-onset interval (a steady beat, a rhythm slightly rushed). Its memory costs a running maximum over
+    the window's rows, no attention.
+    """
+
+    remembers = True
+
+    def __init__(self, d_model: int, vocab: dict[str, int], tables: ValueTables | None = None, n_head: int = 1,
+                 relative_time: bool = True):
+        super().__init__(d_model, vocab, tables)
+        names = [self.fields[c] for c in RELATIVE_COLUMNS]
+        self.reference_embed = nn.ModuleList(nn.Embedding(vocab[name] + 1, d_model) for name in names)  # 0: none
+        self.relative_columns = ((TIME,) if relative_time else ()) + RELATIVE_COLUMNS
+        self.relative_out = nn.ModuleDict({self.fields[c]: nn.Linear(d_model, 2 * vocab[self.fields[c]] - 1)
+                                           for c in self.relative_columns})
+
+    def memory(self, inputs: torch.Tensor, rows: torch.Tensor, rope: Rope | None, kv_cache=None,
+               last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(each channel's last note (B, T, 16, 3), the last inter-onset interval (B, T)); the last row's with
+        last=True. A KV cache carries both across calls."""
+        carried = kv_cache.relative if kv_cache is not None and kv_cache.relative is not None else (None, None)
+        notes, gap = last_note_by_channel(inputs, carried[0]), last_onset_gap(inputs, carried[1])
+        if kv_cache is not None:
+            kv_cache.relative = (notes[:, -1], gap[:, -1])
+        return (notes[:, -1], gap[:, -1]) if last else (notes, gap)
+
+    def references(self, chosen: torch.Tensor, memory: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """chosen (..., k > channel) -> (..., 3) the chosen channel's last note; -1 none."""
+        notes = memory[0]
+        channel = chosen[..., CHANNEL, None, None].expand(*chosen.shape[:-1], 1, len(RELATIVE_COLUMNS))
+        is_note = (chosen[..., TYPE] == NOTE_ON) | (chosen[..., TYPE] == NOTE_OFF)
+        return torch.where(is_note.unsqueeze(-1), notes.gather(-2, channel).squeeze(-2), -1)
+
+    def relative_logits(self, logits: torch.Tensor, u: torch.Tensor, field_index: int, r: torch.Tensor) -> torch.Tensor:
+        """logits (..., V) + D_k u [v - r] for every value v, where r >= 0."""
+        size = logits.shape[-1]
+        distance = torch.arange(size, device=logits.device) + (size - 1 - r.clamp(min=0)).unsqueeze(-1)  # v - r + V - 1
+        relative = self.relative_out[self.fields[field_index]](u).gather(-1, distance)
+        return logits + relative * (r >= 0).unsqueeze(-1)
+
+    def field_logits(self, h: torch.Tensor, field_index: int, chosen: torch.Tensor | None = None,
+                     memory: Memory | None = None) -> torch.Tensor:
+        if field_index == TIME and TIME in self.relative_columns:
+            u = self.mix[TIME](self.with_chosen(h, TIME, chosen))
+            r = torch.where(chosen[..., TYPE] == NOTE_ON, memory[1], -1)
+            return self.relative_logits(self.out[TIME](u), u, TIME, r)
+        if field_index <= CHANNEL:
+            return super().field_logits(h, field_index, chosen)
+        reference = self.references(chosen, memory)
+        z = self.with_chosen(h, field_index, chosen)
+        for a, embed in enumerate(self.reference_embed):
+            z = z + embed(reference[..., a] + 1)
+        u = self.mix[field_index](z)
+        logits = self.out[field_index](u)
+        if field_index not in RELATIVE_COLUMNS:
+            return logits
+        return self.relative_logits(logits, u, field_index, reference[..., RELATIVE_COLUMNS.index(field_index)])
+
+    def forward(self, h: torch.Tensor, targets: torch.Tensor | None = None,
+                memory: Memory | None = None) -> dict[str, torch.Tensor]:
+        if targets is None or memory is None:
+            raise ValueError("cascade_relative heads are teacher-forced and read the window's rows: "
+                             "forward(inputs, targets) through MidiGPT, which gives them the rows' memory")
         chosen = targets.clamp(min=0)
         return {name: self.field_logits(h, k, chosen, memory) for k, name in enumerate(self.fields)}

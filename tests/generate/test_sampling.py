@@ -28,9 +28,11 @@ def run(model, start, seed: int = 0, allow_end: bool = False, **options) -> list
     return sampling.sample(model, start, sampling.Settings(allow_end=allow_end, **options), seed=seed)
 
 
-@pytest.mark.parametrize("which", ["trained parallel, learned positions", "random cascade, rope"])
+@pytest.mark.parametrize("which", ["trained parallel, learned positions", "random cascade, rope",
+                                   "random cascade_relative, rope_time"])
 def test_cached_and_uncached_generation_agree(which, trained_model, primer_song):
-    model = trained_model if which.startswith("trained") else random_model(heads="cascade", pos="rope")
+    heads, pos = which.removeprefix("random ").split(", ")
+    model = trained_model if which.startswith("trained") else random_model(heads=heads, pos=pos)
     start = primer.load_primer(primer_song, 96, seconds=1.5)
     # 250 events after the primer in a context of 64 or 128: the window jumps several times.
     cached = run(model, start, n_events=250, num_samples=3, kv_cache=True)

@@ -27,7 +27,7 @@ def test_no_factor_is_a_plain_table():
 
 
 def test_a_model_with_coarse_bins_gives_logits_for_every_value(songs):
-    for heads in ("parallel", "cascade"):
+    for heads in ("parallel", "cascade", "cascade_relative"):
         model = MidiGPT(tiny_config(heads=heads, coarse_bins={"time": 12, "velocity": 4}))
         inputs, targets = split(windows(songs, batch=2, length=16))
         logits = model(inputs, targets)

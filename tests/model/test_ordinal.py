@@ -37,7 +37,7 @@ def test_the_embedding_of_a_value_sees_it_as_a_number():
     assert 0 < near < far  # neighbours are close, distant values are not
 
 
-@pytest.mark.parametrize("heads", ["parallel", "cascade"])
+@pytest.mark.parametrize("heads", ["parallel", "cascade", "cascade_relative"])
 def test_a_model_with_ordinal_fields_gives_finite_logits_for_every_value(songs, heads):
     torch.manual_seed(0)
     model = MidiGPT(tiny_config(heads=heads, ordinal={"time": 3, "velocity": 2}))
