@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from midiformer.codec.events import FIELDS, VOCAB
+from midiformer.codec.events import CHANNEL, FIELDS, NOTE_ON, TYPE, VOCAB
 from midiformer.codec.grammar import onset_ticks
 from midiformer.common import ConfigError
-from midiformer.model.heads import HEADS, Memory
+from midiformer.model.heads import HEADS, RELATIVE_COLUMNS, Memory, last_note_by_channel
 from midiformer.model.init import EMBEDDING_INITS, INITS
 from midiformer.model.norms import NORM_POSITIONS, NORMS, NormPosition
 from midiformer.model.positions import POSITIONS, Rope, apply_rope
@@ -62,6 +62,7 @@ class KVCache:
         self.layers = [LayerCache(max_seq_len) for _ in range(n_layer)]
         self.head = LayerCache(max_seq_len)  # the look-up keys and values of heads that remember the rows
         self.relative: tuple | None = None  # what cascade_relative carries: each channel's last note, the last gap
+        self.input_notes: torch.Tensor | None = None  # each channel's last note before the next row (relative_inputs)
         self.ticks: torch.Tensor | None = None
 
     def __len__(self) -> int:
@@ -154,6 +155,10 @@ class MidiGPT(nn.Module):
         if self.ticks_per_beat:
             self.beat_phase_embed = nn.Embedding(self.ticks_per_beat, cfg.d_model)
             self.bar_beat_embed = nn.Embedding(BEATS_PER_BAR, cfg.d_model)
+        # A note-on row also as steps from its channel's last note (interval, change of velocity and of
+        # duration): what a melody or a crescendo repeats, whatever its pitch or loudness.
+        self.interval_embed = nn.ModuleList(nn.Embedding(2 * VOCAB[FIELDS[c]] - 1, cfg.d_model) for c in RELATIVE_COLUMNS
+                                            ) if cfg.get("relative_inputs") else None
         self.embed_norm = make_norm().embedding_norm()
         self.pos_embed = POSITIONS.build(cfg.pos, d_model=cfg.d_model, n_head=cfg.n_head, max_seq_len=cfg.max_seq_len)
         self.drop = nn.Dropout(cfg.dropout)
@@ -182,7 +187,10 @@ class MidiGPT(nn.Module):
         end = start + inputs.shape[1]
         if end > self.max_seq_len:
             raise ValueError(f"sequence of {end} events is longer than model.max_seq_len={self.max_seq_len}")
-        x = self.embed_norm(sum(table(inputs[..., k]) for k, table in enumerate(self.embed)))
+        x = sum(table(inputs[..., k]) for k, table in enumerate(self.embed))
+        if self.interval_embed is not None:
+            x = x + self.intervals(inputs, kv_cache)
+        x = self.embed_norm(x)
         ticks = None
         if self.ticks_per_beat or getattr(self.pos_embed, "needs_ticks", False):
             if start_ticks is None and kv_cache is not None:
@@ -200,6 +208,25 @@ class MidiGPT(nn.Module):
         for block, cache in zip(self.blocks, caches):
             x = block(x, rope, cache)
         return self.final_norm(x), rows, rope
+
+    def intervals(self, inputs: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
+        """(B, T, d): for each note-on row, the embeddings of its pitch, velocity and duration minus those of
+        its channel's last note-on before it in the window (0 for other rows, and where there is none)."""
+        B, T, _ = inputs.shape
+        carried = kv_cache.input_notes if kv_cache is not None else None
+        after = last_note_by_channel(inputs, carried)  # (B, T, 16, 3): after each row
+        if kv_cache is not None:
+            kv_cache.input_notes = after[:, -1]
+        start = carried if carried is not None else after.new_full((B, 16, 3), -1)
+        before = torch.cat([start.unsqueeze(1), after[:, :-1]], dim=1)  # before each row
+        channel = inputs[..., CHANNEL, None, None].expand(B, T, 1, len(RELATIVE_COLUMNS))
+        previous = before.gather(2, channel).squeeze(2)  # (B, T, 3)
+        known = (inputs[..., TYPE, None] == NOTE_ON) & (previous >= 0)
+        x = 0
+        for a, (column, table) in enumerate(zip(RELATIVE_COLUMNS, self.interval_embed)):
+            step = inputs[..., column] - previous[..., a] + VOCAB[FIELDS[column]] - 1
+            x = x + table(torch.where(known[..., a], step, 0)) * known[..., a, None]
+        return x
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor | None = None,
                 start_ticks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

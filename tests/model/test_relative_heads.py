@@ -84,3 +84,47 @@ def test_relative_logits_move_with_the_reference():
     assert torch.equal(velocity_logits(-1), torch.zeros(events.VOCAB["velocity"]))  # unknown: no distance term
     chosen[0, events.TYPE] = events.PROGRAM  # not a note: the channel's last note says nothing
     assert torch.equal(velocity_logits(65), torch.zeros(events.VOCAB["velocity"]))
+
+
+def test_relative_inputs_embed_each_note_on_as_steps_from_its_channels_last_note(songs):
+    from midiformer.model import MidiGPT
+    from tests.model.conftest import tiny_config
+
+    torch.manual_seed(0)
+    model = MidiGPT(tiny_config(relative_inputs=True)).eval()
+    inputs, _ = split(windows(songs, batch=2, length=80))
+    with torch.no_grad():
+        got = model.intervals(inputs)
+    expected = torch.zeros_like(got)
+    for b in range(2):
+        last = {}
+        for t, row in enumerate(inputs[b].tolist()):
+            if row[events.TYPE] == events.NOTE_ON:
+                if row[events.CHANNEL] in last:
+                    for a, column in enumerate(RELATIVE_COLUMNS):
+                        size = events.VOCAB[events.FIELDS[column]]
+                        step = row[column] - last[row[events.CHANNEL]][a] + size - 1
+                        expected[b, t] += model.interval_embed[a].weight[step].detach()
+                last[row[events.CHANNEL]] = tuple(row[c] for c in RELATIVE_COLUMNS)
+    torch.testing.assert_close(got, expected)
+    assert (expected != 0).any(dim=-1).float().mean() > 0.3  # most rows are notes after another on their channel
+
+
+def test_relative_inputs_agree_with_and_without_the_cache(songs):
+    from midiformer.model import MidiGPT
+    from tests.model.conftest import tiny_config
+
+    torch.manual_seed(0)
+    model = MidiGPT(tiny_config(relative_inputs=True, heads="cascade_relative", pos="rope_time")).eval()
+    inputs, targets = split(windows(songs, batch=2, length=12))
+    targets = targets.clamp(min=0)
+    with torch.no_grad():
+        logits = model(inputs, targets)
+        cache = model.new_kv_cache()
+        for t in range(inputs.shape[1]):
+            uncached = model.next_context(inputs[:, :t + 1])
+            cached = model.next_context(inputs[:, t:t + 1], cache)
+            for k, name in enumerate(events.FIELDS):
+                for h, memory in (uncached, cached):
+                    torch.testing.assert_close(model.field_logits(h, k, targets[:, t, :k], memory), logits[name][:, t],
+                                               atol=1e-5, rtol=1e-5)
