@@ -217,7 +217,7 @@ class MidiGPT(nn.Module):
         after = last_note_by_channel(inputs, carried)  # (B, T, 16, 3): after each row
         if kv_cache is not None:
             kv_cache.input_notes = after[:, -1]
-        start = carried if carried is not None else after.new_full((B, 16, 3), -1)
+        start = carried if carried is not None else torch.full_like(after[:, 0], -1)
         before = torch.cat([start.unsqueeze(1), after[:, :-1]], dim=1)  # before each row
         channel = inputs[..., CHANNEL, None, None].expand(B, T, 1, len(RELATIVE_COLUMNS))
         previous = before.gather(2, channel).squeeze(2)  # (B, T, 3)

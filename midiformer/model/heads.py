@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from midiformer.codec.events import CHANNEL, DURATION, NOTE, NOTE_OFF, NOTE_ON, TIME, TYPE, VELOCITY
+from midiformer.codec.events import CHANNEL, DURATION, NOTE, NOTE_OFF, NOTE_ON, TIME, TYPE, VELOCITY, VOCAB
 from midiformer.model.positions import Rope, apply_rope
 from midiformer.model.values import ValueTables
 from midiformer.registry import Registry
@@ -185,7 +185,7 @@ def last_where(selected: torch.Tensor, values: torch.Tensor, carried: torch.Tens
 def last_note_by_channel(inputs: torch.Tensor, carried: torch.Tensor | None = None) -> torch.Tensor:
     """inputs (B, T, F) -> (B, T, 16, 3): after each row t, for each channel c, the pitch, velocity and
     duration of the last note-on on c among rows 0..t (-1: none; carried: see last_where)."""
-    channels = torch.arange(16, device=inputs.device)
+    channels = torch.arange(VOCAB["channel"], device=inputs.device)  # the 16 MIDI channels
     played = (inputs[..., TYPE] == NOTE_ON).unsqueeze(-1) & (inputs[..., CHANNEL].unsqueeze(-1) == channels)
     return last_where(played, inputs[..., list(RELATIVE_COLUMNS)], carried)
 
@@ -220,13 +220,16 @@ class CascadeRelativeHeads(CascadeHeads):
     remembers = True
 
     def __init__(self, d_model: int, vocab: dict[str, int], tables: ValueTables | None = None, n_head: int = 1,
-                 relative_time: bool = True):
+                 relative_time: bool = True, duration_from_gap: bool = False):
         super().__init__(d_model, vocab, tables)
         names = [self.fields[c] for c in RELATIVE_COLUMNS]
         self.reference_embed = nn.ModuleList(nn.Embedding(vocab[name] + 1, d_model) for name in names)  # 0: none
         self.relative_columns = ((TIME,) if relative_time else ()) + RELATIVE_COLUMNS
         self.relative_out = nn.ModuleDict({self.fields[c]: nn.Linear(d_model, 2 * vocab[self.fields[c]] - 1)
                                            for c in self.relative_columns})
+        # the duration also as steps from the inter-onset interval that led to the note (a rhythm's notes
+        # last about as long as they are apart)
+        self.gap_out = nn.Linear(d_model, 2 * vocab["duration"] - 1) if duration_from_gap else None
 
     def memory(self, inputs: torch.Tensor, rows: torch.Tensor, rope: Rope | None, kv_cache=None,
                last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -245,11 +248,12 @@ class CascadeRelativeHeads(CascadeHeads):
         is_note = (chosen[..., TYPE] == NOTE_ON) | (chosen[..., TYPE] == NOTE_OFF)
         return torch.where(is_note.unsqueeze(-1), notes.gather(-2, channel).squeeze(-2), -1)
 
-    def relative_logits(self, logits: torch.Tensor, u: torch.Tensor, field_index: int, r: torch.Tensor) -> torch.Tensor:
-        """logits (..., V) + D_k u [v - r] for every value v, where r >= 0."""
+    def relative_logits(self, logits: torch.Tensor, u: torch.Tensor, field_index: int, r: torch.Tensor,
+                        out: nn.Linear | None = None) -> torch.Tensor:
+        """logits (..., V) + D_k u [v - r] for every value v, where r >= 0 (D_k: `out`, or the field's own)."""
         size = logits.shape[-1]
         distance = torch.arange(size, device=logits.device) + (size - 1 - r.clamp(min=0)).unsqueeze(-1)  # v - r + V - 1
-        relative = self.relative_out[self.fields[field_index]](u).gather(-1, distance)
+        relative = (out or self.relative_out[self.fields[field_index]])(u).gather(-1, distance)
         return logits + relative * (r >= 0).unsqueeze(-1)
 
     def field_logits(self, h: torch.Tensor, field_index: int, chosen: torch.Tensor | None = None,
@@ -268,7 +272,12 @@ class CascadeRelativeHeads(CascadeHeads):
         logits = self.out[field_index](u)
         if field_index not in RELATIVE_COLUMNS:
             return logits
-        return self.relative_logits(logits, u, field_index, reference[..., RELATIVE_COLUMNS.index(field_index)])
+        logits = self.relative_logits(logits, u, field_index, reference[..., RELATIVE_COLUMNS.index(field_index)])
+        if field_index == DURATION and self.gap_out is not None:
+            gap = torch.where(chosen[..., TIME] > 0, chosen[..., TIME], memory[1])  # a chord's notes: the last gap
+            gap = torch.where((chosen[..., TYPE] == NOTE_ON) & (gap >= 0), gap + 1, -1)  # durations code 1 + steps
+            logits = self.relative_logits(logits, u, field_index, gap, self.gap_out)
+        return logits
 
     def forward(self, h: torch.Tensor, targets: torch.Tensor | None = None,
                 memory: Memory | None = None) -> dict[str, torch.Tensor]:

@@ -1,6 +1,7 @@
 """cascade_relative: each channel's last note found from the rows alone, and logits over the distance from it."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from midiformer.codec import events
@@ -110,12 +111,14 @@ def test_relative_inputs_embed_each_note_on_as_steps_from_its_channels_last_note
     assert (expected != 0).any(dim=-1).float().mean() > 0.3  # most rows are notes after another on their channel
 
 
-def test_relative_inputs_agree_with_and_without_the_cache(songs):
+@pytest.mark.parametrize("duration_from_gap", [False, True])
+def test_relative_inputs_and_heads_agree_with_and_without_the_cache(songs, duration_from_gap):
     from midiformer.model import MidiGPT
     from tests.model.conftest import tiny_config
 
     torch.manual_seed(0)
-    model = MidiGPT(tiny_config(relative_inputs=True, heads="cascade_relative", pos="rope_time")).eval()
+    heads = {"name": "cascade_relative", "duration_from_gap": duration_from_gap}
+    model = MidiGPT(tiny_config(relative_inputs=True, heads=heads, pos="rope_time")).eval()
     inputs, targets = split(windows(songs, batch=2, length=12))
     targets = targets.clamp(min=0)
     with torch.no_grad():
