@@ -26,7 +26,7 @@ install: $(STAMP) ## create .venv and install midiformer (editable) with pinned 
 prepare: $(STAMP) ## convert and prepare the built-in Bach chorales
 	$(PY) -m midiformer.prepare
 
-train: $(STAMP) ## the main job: prepare data=bach and train the small model (~23 min on 2 cores)
+train: $(STAMP) ## the main job: prepare data=bach and train the small model (18-22 min on 2 cores)
 	$(PY) -m midiformer.train $(ARGS)
 
 test: $(STAMP) ## the fast inner loop: every test but the slow ones (-m "not slow"; a few minutes on 2 cores)
