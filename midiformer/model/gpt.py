@@ -1,7 +1,7 @@
 """MidiGPT: a decoder-only transformer over MIDI events (one row of integer fields per event).
 
-    inputs (B, T, F) ─▶ Σ_f Embedding_f ─▶ embedding norm (FixNorm only) ─▶ positions
-        ─▶ n_layer × Block(attention, MLP) ─▶ final norm ─▶ heads ─▶ {field: logits (B, T, V_f)}
+    inputs (B, T, F) ─▶ Σ_f Embedding_f (+ intervals, model.relative_inputs) ─▶ embedding norm (FixNorm only)
+        ─▶ positions ─▶ n_layer × Block(attention, MLP) ─▶ final norm ─▶ heads ─▶ {field: logits (B, T, V_f)}
 
 Logits at position t predict the fields of event t+1. Positions are learned (added to the input) or
 rotary (applied to queries and keys inside attention). Positions, norms and where they sit, inits and
