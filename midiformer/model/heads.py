@@ -31,8 +31,8 @@ from midiformer.registry import Registry
 
 HEADS = Registry("model.heads")
 # what a remembering head reads of the window: cascade_lookup the rows' keys, values and the query rotation;
-# cascade_relative each channel's last note (last_note_by_channel)
-Memory = "tuple[torch.Tensor, torch.Tensor, Rope | None] | torch.Tensor"
+# cascade_relative each channel's last note and the last inter-onset interval (last_note_by_channel, last_onset_gap)
+Memory = "tuple[torch.Tensor, torch.Tensor, Rope | None] | tuple[torch.Tensor, torch.Tensor]"
 
 
 @HEADS.register("parallel")
