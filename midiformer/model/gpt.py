@@ -22,7 +22,7 @@ from torch import nn
 from midiformer.codec.events import CHANNEL, FIELDS, NOTE_ON, TYPE, VOCAB
 from midiformer.codec.grammar import onset_ticks
 from midiformer.common import ConfigError
-from midiformer.model.heads import HEADS, RELATIVE_COLUMNS, Memory, last_note_by_channel
+from midiformer.model.heads import HEADS, RELATIVE_COLUMNS, Memory, last_note_by_channel, note_of_channel
 from midiformer.model.init import EMBEDDING_INITS, INITS
 from midiformer.model.norms import NORM_POSITIONS, NORMS, NormPosition
 from midiformer.model.positions import POSITIONS, Rope, apply_rope
@@ -212,15 +212,13 @@ class MidiGPT(nn.Module):
     def intervals(self, inputs: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
         """(B, T, d): for each note-on row, the embeddings of its pitch, velocity and duration minus those of
         its channel's last note-on before it in the window (0 for other rows, and where there is none)."""
-        B, T, _ = inputs.shape
         carried = kv_cache.input_notes if kv_cache is not None else None
         after = last_note_by_channel(inputs, carried)  # (B, T, 16, 3): after each row
         if kv_cache is not None:
             kv_cache.input_notes = after[:, -1]
         start = carried if carried is not None else torch.full_like(after[:, 0], -1)
         before = torch.cat([start.unsqueeze(1), after[:, :-1]], dim=1)  # before each row
-        channel = inputs[..., CHANNEL, None, None].expand(B, T, 1, len(RELATIVE_COLUMNS))
-        previous = before.gather(2, channel).squeeze(2)  # (B, T, 3)
+        previous = note_of_channel(before, inputs[..., CHANNEL])  # (B, T, 3)
         known = (inputs[..., TYPE, None] == NOTE_ON) & (previous >= 0)
         x = 0
         for a, (column, table) in enumerate(zip(RELATIVE_COLUMNS, self.interval_embed)):

@@ -91,9 +91,12 @@ class CascadeHeads(nn.Module):
     def forward(self, h: torch.Tensor, targets: torch.Tensor | None = None,
                 memory: Memory | None = None) -> dict[str, torch.Tensor]:
         if targets is None:
-            raise ValueError("cascade heads are teacher-forced: forward(inputs, targets) needs targets")
+            raise ValueError(f"{type(self).__name__} are teacher-forced: forward(inputs, targets) needs targets")
+        if self.remembers and memory is None:
+            raise ValueError(f"{type(self).__name__} read the window's rows: call them through MidiGPT, "
+                             "which gives them the rows' memory")
         chosen = targets.clamp(min=0)  # IGNORE (< 0: a field that does not apply, or padding) embeds as 0
-        return {name: self.field_logits(h, k, chosen) for k, name in enumerate(self.fields)}
+        return {name: self.field_logits(h, k, chosen, memory) for k, name in enumerate(self.fields)}
 
 
 @HEADS.register("cascade_lookup")
@@ -155,13 +158,6 @@ class CascadeLookupHeads(CascadeHeads):
         z = self.look(z.unsqueeze(1) if one_row else z, memory)
         return self.out[field_index](self.mix[field_index](z[:, 0] if one_row else z))
 
-    def forward(self, h: torch.Tensor, targets: torch.Tensor | None = None,
-                memory: Memory | None = None) -> dict[str, torch.Tensor]:
-        if targets is None or memory is None:
-            raise ValueError("cascade_lookup heads are teacher-forced and look back: forward(inputs, targets) "
-                             "through MidiGPT, which gives them the rows' memory")
-        chosen = targets.clamp(min=0)
-        return {name: self.field_logits(h, k, chosen, memory) for k, name in enumerate(self.fields)}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -188,6 +184,12 @@ def last_note_by_channel(inputs: torch.Tensor, carried: torch.Tensor | None = No
     channels = torch.arange(VOCAB["channel"], device=inputs.device)  # the 16 MIDI channels
     played = (inputs[..., TYPE] == NOTE_ON).unsqueeze(-1) & (inputs[..., CHANNEL].unsqueeze(-1) == channels)
     return last_where(played, inputs[..., list(RELATIVE_COLUMNS)], carried)
+
+
+def note_of_channel(notes: torch.Tensor, channel: torch.Tensor) -> torch.Tensor:
+    """notes (..., 16, 3) as last_note_by_channel gives them, channel (...) -> (..., 3): that channel's."""
+    index = channel[..., None, None].expand(*channel.shape, 1, notes.shape[-1])
+    return notes.gather(-2, index).squeeze(-2)
 
 
 def last_onset_gap(inputs: torch.Tensor, carried: torch.Tensor | None = None) -> torch.Tensor:
@@ -243,10 +245,8 @@ class CascadeRelativeHeads(CascadeHeads):
 
     def references(self, chosen: torch.Tensor, memory: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """chosen (..., k > channel) -> (..., 3) the chosen channel's last note; -1 none."""
-        notes = memory[0]
-        channel = chosen[..., CHANNEL, None, None].expand(*chosen.shape[:-1], 1, len(RELATIVE_COLUMNS))
         is_note = (chosen[..., TYPE] == NOTE_ON) | (chosen[..., TYPE] == NOTE_OFF)
-        return torch.where(is_note.unsqueeze(-1), notes.gather(-2, channel).squeeze(-2), -1)
+        return torch.where(is_note.unsqueeze(-1), note_of_channel(memory[0], chosen[..., CHANNEL]), -1)
 
     def relative_logits(self, logits: torch.Tensor, u: torch.Tensor, field_index: int, r: torch.Tensor,
                         out: nn.Linear | None = None) -> torch.Tensor:
@@ -278,11 +278,3 @@ class CascadeRelativeHeads(CascadeHeads):
             gap = torch.where((chosen[..., TYPE] == NOTE_ON) & (gap >= 0), gap + 1, -1)  # durations code 1 + steps
             logits = self.relative_logits(logits, u, field_index, gap, self.gap_out)
         return logits
-
-    def forward(self, h: torch.Tensor, targets: torch.Tensor | None = None,
-                memory: Memory | None = None) -> dict[str, torch.Tensor]:
-        if targets is None or memory is None:
-            raise ValueError("cascade_relative heads are teacher-forced and read the window's rows: "
-                             "forward(inputs, targets) through MidiGPT, which gives them the rows' memory")
-        chosen = targets.clamp(min=0)
-        return {name: self.field_logits(h, k, chosen, memory) for k, name in enumerate(self.fields)}
