@@ -63,6 +63,7 @@ class KVCache:
         self.head = LayerCache(max_seq_len)  # the look-up keys and values of heads that remember the rows
         self.relative: tuple | None = None  # what cascade_relative carries: each channel's last note, the last gap
         self.input_notes: torch.Tensor | None = None  # each channel's last note before the next row (relative_inputs)
+        self.counts = None  # what cascade_cache carries: heads.CarriedCounts, the values played so far
         self.ticks: torch.Tensor | None = None
 
     def __len__(self) -> int:

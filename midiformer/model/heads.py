@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from midiformer.codec.events import CHANNEL, DURATION, NOTE, NOTE_OFF, NOTE_ON, TIME, TYPE, VELOCITY, VOCAB
+from midiformer.codec.events import CHANNEL, DURATION, FIELDS, NOTE, NOTE_OFF, NOTE_ON, TIME, TYPE, VELOCITY, VOCAB
 from midiformer.model.positions import Rope, apply_rope
 from midiformer.model.values import ValueTables
 from midiformer.registry import Registry
@@ -256,25 +256,132 @@ class CascadeRelativeHeads(CascadeHeads):
         relative = (out or self.relative_out[self.fields[field_index]])(u).gather(-1, distance)
         return logits + relative * (r >= 0).unsqueeze(-1)
 
+    def field_hidden(self, h: torch.Tensor, field_index: int, chosen: torch.Tensor, memory: Memory) -> torch.Tensor:
+        """u_k: the hidden layer of field k, which also sees the chosen channel's last note after the channel."""
+        z = self.with_chosen(h, field_index, chosen)
+        if field_index > CHANNEL:
+            reference = self.references(chosen, memory)
+            for a, embed in enumerate(self.reference_embed):
+                z = z + embed(reference[..., a] + 1)
+        return self.mix[field_index](z)
+
     def field_logits(self, h: torch.Tensor, field_index: int, chosen: torch.Tensor | None = None,
                      memory: Memory | None = None) -> torch.Tensor:
-        if field_index == TIME and TIME in self.relative_columns:
-            u = self.mix[TIME](self.with_chosen(h, TIME, chosen))
-            r = torch.where(chosen[..., TYPE] == NOTE_ON, memory[1], -1)
-            return self.relative_logits(self.out[TIME](u), u, TIME, r)
-        if field_index <= CHANNEL:
+        if field_index < TIME or field_index == CHANNEL:
             return super().field_logits(h, field_index, chosen)
-        reference = self.references(chosen, memory)
-        z = self.with_chosen(h, field_index, chosen)
-        for a, embed in enumerate(self.reference_embed):
-            z = z + embed(reference[..., a] + 1)
-        u = self.mix[field_index](z)
+        u = self.field_hidden(h, field_index, chosen, memory)
+        return self.logits_from(u, field_index, chosen, memory)
+
+    def logits_from(self, u: torch.Tensor, field_index: int, chosen: torch.Tensor, memory: Memory) -> torch.Tensor:
+        """W_k u_k, plus the distance terms of the fields read relative to the past."""
         logits = self.out[field_index](u)
+        if field_index == TIME:
+            if TIME not in self.relative_columns:
+                return logits
+            return self.relative_logits(logits, u, TIME, torch.where(chosen[..., TYPE] == NOTE_ON, memory[1], -1))
         if field_index not in RELATIVE_COLUMNS:
             return logits
+        reference = self.references(chosen, memory)
         logits = self.relative_logits(logits, u, field_index, reference[..., RELATIVE_COLUMNS.index(field_index)])
         if field_index == DURATION and self.gap_out is not None:
             gap = torch.where(chosen[..., TIME] > 0, chosen[..., TIME], memory[1])  # a chord's notes: the last gap
             gap = torch.where((chosen[..., TYPE] == NOTE_ON) & (gap >= 0), gap + 1, -1)  # durations code 1 + steps
             logits = self.relative_logits(logits, u, field_index, gap, self.gap_out)
         return logits
+
+
+# ---------------------------------------------------------------------------------------------------
+# Values the window has played, counted
+
+COUNTED_COLUMNS = (NOTE, VELOCITY, DURATION)  # counted per channel; a note-on's time is counted over the window
+
+
+def one_hot_float(values: torch.Tensor, size: int) -> torch.Tensor:
+    return F.one_hot(values.clamp(0, size - 1), size).float()
+
+
+class WindowCounts:
+    """Training: for each row t of the window, how often each value appeared on the note-ons of rows 0..t,
+    on the channel chosen for row t + 1 (a (B, T, T) mask times one-hots) and, for the time, on any channel."""
+
+    def __init__(self, inputs: torch.Tensor):
+        self.inputs, self.played = inputs, inputs[..., TYPE] == NOTE_ON
+        T = inputs.shape[1]
+        self.causal = torch.ones(T, T, dtype=torch.bool, device=inputs.device).tril()  # [t, s]: s <= t
+
+    def time(self) -> torch.Tensor:
+        return (one_hot_float(self.inputs[..., TIME], VOCAB["time"]) * self.played.unsqueeze(-1)).cumsum(1)
+
+    def channel(self, column: int, channel: torch.Tensor) -> torch.Tensor:
+        """channel (B, T): the one chosen for each row's next event -> counts (B, T, V) of the column's values."""
+        same = (self.inputs[..., CHANNEL].unsqueeze(1) == channel.unsqueeze(2)) & self.played.unsqueeze(1)
+        return (same & self.causal).float() @ one_hot_float(self.inputs[..., column], VOCAB[FIELDS[column]])
+
+
+class CarriedCounts:
+    """Generation: the counts after the last row, per channel (B, 16, V) for each counted column and (B, V)
+    for the time; a KV cache carries them from call to call."""
+
+    def __init__(self, inputs: torch.Tensor, carried: "CarriedCounts | None" = None):
+        played = (inputs[..., TYPE] == NOTE_ON).float()
+        by_channel = one_hot_float(inputs[..., CHANNEL], VOCAB["channel"]) * played.unsqueeze(-1)  # (B, T, 16)
+        self.by_column = {column: torch.einsum("btc,btv->bcv", by_channel,
+                                               one_hot_float(inputs[..., column], VOCAB[FIELDS[column]]))
+                          for column in COUNTED_COLUMNS}
+        self.times = torch.einsum("bt,btv->bv", played, one_hot_float(inputs[..., TIME], VOCAB["time"]))
+        if carried is not None:
+            self.by_column = {column: counts + carried.by_column[column] for column, counts in self.by_column.items()}
+            self.times = self.times + carried.times
+
+    def time(self) -> torch.Tensor:
+        return self.times
+
+    def channel(self, column: int, channel: torch.Tensor) -> torch.Tensor:
+        table = self.by_column[column]
+        return table.gather(1, channel.view(-1, 1, 1).expand(-1, 1, table.shape[-1])).squeeze(1)
+
+
+@HEADS.register("cascade_cache")
+class CascadeCacheHeads(CascadeRelativeHeads):
+    """cascade_relative, and a cache of the values the window has played (the neural cache of Grave et al.
+    2017, as a product of experts): a note-on's pitch, velocity and duration score by how often the chosen
+    channel played each value in the window, and its time by how often each gap led to a note-on:
+
+        logits_k[v] += b_k(u_k) log(c_k[v] + a_k),   b_k = softplus(w_k . u_k + β_k),  a_k = softplus(α_k)
+
+    A song keeps to a few velocities, lengths and pitches of its own, which a softmax learned over the
+    training songs does not know; the counts do, from the first bars on. b_k, computed from the context,
+    says how much to trust them (a drum fill, a new section), a_k how much an unplayed value is worth.
+    The counts are the window's, as the blocks' attention is.
+    """
+
+    def __init__(self, d_model: int, vocab: dict[str, int], tables: ValueTables | None = None, n_head: int = 1,
+                 relative_time: bool = True, duration_from_gap: bool = False):
+        super().__init__(d_model, vocab, tables, n_head, relative_time, duration_from_gap)
+        names = [self.fields[c] for c in (TIME,) + COUNTED_COLUMNS]
+        self.cache_gate = nn.ModuleDict({name: nn.Linear(d_model, 1) for name in names})
+        for gate in self.cache_gate.values():
+            nn.init.zeros_(gate.weight)  # b_k starts at softplus(0) = 0.69 everywhere
+            nn.init.zeros_(gate.bias)
+        self.cache_smoothing = nn.ParameterDict({name: nn.Parameter(torch.tensor(0.5413)) for name in names})  # a_k = 1
+
+    def memory(self, inputs: torch.Tensor, rows: torch.Tensor, rope: Rope | None, kv_cache=None, last: bool = False):
+        """cascade_relative's memory and the counts: WindowCounts of the window, or with last=True the
+        CarriedCounts after its last row (a KV cache carries them)."""
+        relative = super().memory(inputs, rows, rope, kv_cache, last)
+        if not last:
+            return (*relative, WindowCounts(inputs))
+        counts = CarriedCounts(inputs, kv_cache.counts if kv_cache is not None else None)
+        if kv_cache is not None:
+            kv_cache.counts = counts
+        return (*relative, counts)
+
+    def logits_from(self, u: torch.Tensor, field_index: int, chosen: torch.Tensor, memory: Memory) -> torch.Tensor:
+        logits = super().logits_from(u, field_index, chosen, memory)
+        if field_index != TIME and field_index not in COUNTED_COLUMNS:
+            return logits
+        counts = memory[2].time() if field_index == TIME else memory[2].channel(field_index, chosen[..., CHANNEL])
+        counts = counts * (chosen[..., TYPE] == NOTE_ON).unsqueeze(-1)  # other rows: a constant, no change
+        name = self.fields[field_index]
+        trust = F.softplus(self.cache_gate[name](u))
+        return logits + trust * torch.log(counts + F.softplus(self.cache_smoothing[name]))

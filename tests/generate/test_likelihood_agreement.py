@@ -17,7 +17,8 @@ LENGTH = 60
 
 @pytest.mark.parametrize("heads, pos", [("cascade", "learned"), ("parallel", "learned"), ("cascade_lookup", "rope_time"),
                                         ("cascade_relative", "rope_time"),
-                                        ({"name": "cascade_relative", "duration_from_gap": True}, "rope_time")])
+                                        ({"name": "cascade_relative", "duration_from_gap": True}, "rope_time"),
+                                        ("cascade_cache", "rope_time")])
 def test_teacher_forced_logprobs_equal_step_by_step_ones(songs, heads, pos):
     """Every field of every row of a real song's opening: log p under field_masks (training, evaluation)
     equals log p when the rows are fed one field at a time through field_logits and SongState.allowed

@@ -29,7 +29,7 @@ def run(model, start, seed: int = 0, allow_end: bool = False, **options) -> list
 
 
 @pytest.mark.parametrize("which", ["trained parallel, learned positions", "random cascade, rope",
-                                   "random cascade_relative, rope_time"])
+                                   "random cascade_relative, rope_time", "random cascade_cache, rope_time"])
 def test_cached_and_uncached_generation_agree(which, trained_model, primer_song):
     heads, pos = which.removeprefix("random ").split(", ")
     model = trained_model if which.startswith("trained") else random_model(heads=heads, pos=pos)

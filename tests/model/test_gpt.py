@@ -23,7 +23,7 @@ def test_logits_have_one_table_per_field(songs):
 
 
 @pytest.mark.parametrize("pos", ["learned", "rope", "rope_time"])
-@pytest.mark.parametrize("heads", ["parallel", "cascade", "cascade_lookup", "cascade_relative"])
+@pytest.mark.parametrize("heads", ["parallel", "cascade", "cascade_lookup", "cascade_relative", "cascade_cache"])
 def test_logits_at_t_do_not_see_later_events(songs, pos, heads):
     model = build(pos=pos, heads=heads)
     inputs, targets = split(windows(songs, batch=1, length=24))
@@ -37,7 +37,7 @@ def test_logits_at_t_do_not_see_later_events(songs, pos, heads):
         assert not torch.allclose(before[name][:, t + 1 :], after[name][:, t + 1 :])
 
 
-@pytest.mark.parametrize("heads", ["cascade", "cascade_lookup", "cascade_relative"])
+@pytest.mark.parametrize("heads", ["cascade", "cascade_lookup", "cascade_relative", "cascade_cache"])
 def test_cascade_field_k_sees_only_chosen_fields_before_k(songs, heads):
     model = build(heads=heads, pos="rope_time")
     inputs, targets = split(windows(songs, batch=1, length=12))
@@ -69,7 +69,7 @@ def test_cascade_needs_targets(songs):
         build(heads="cascade")(inputs)
 
 
-@pytest.mark.parametrize("heads", ["parallel", "cascade", "cascade_lookup", "cascade_relative"])
+@pytest.mark.parametrize("heads", ["parallel", "cascade", "cascade_lookup", "cascade_relative", "cascade_cache"])
 @pytest.mark.parametrize("pos", ["learned", "rope_time"])
 def test_field_logits_match_forward_at_every_position_with_and_without_the_cache(songs, heads, pos):
     model = build(heads=heads, pos=pos)
