@@ -294,6 +294,7 @@ class CascadeRelativeHeads(CascadeHeads):
 # Values the window has played, counted
 
 COUNTED_COLUMNS = (NOTE, VELOCITY, DURATION)  # counted per channel; a note-on's time is counted over the window
+BY_PITCH_COLUMNS = (VELOCITY, DURATION)  # also counted per channel and pitch (a drum's stroke, a bass note's length)
 
 
 def one_hot_float(values: torch.Tensor, size: int) -> torch.Tensor:
@@ -312,9 +313,12 @@ class WindowCounts:
     def time(self) -> torch.Tensor:
         return (one_hot_float(self.inputs[..., TIME], VOCAB["time"]) * self.played.unsqueeze(-1)).cumsum(1)
 
-    def channel(self, column: int, channel: torch.Tensor) -> torch.Tensor:
-        """channel (B, T): the one chosen for each row's next event -> counts (B, T, V) of the column's values."""
+    def channel(self, column: int, channel: torch.Tensor, pitch: torch.Tensor | None = None) -> torch.Tensor:
+        """channel (B, T): the one chosen for each row's next event (and its pitch, if given) -> counts (B, T, V)
+        of the column's values on the note-ons of that channel (and pitch)."""
         same = (self.inputs[..., CHANNEL].unsqueeze(1) == channel.unsqueeze(2)) & self.played.unsqueeze(1)
+        if pitch is not None:
+            same = same & (self.inputs[..., NOTE].unsqueeze(1) == pitch.unsqueeze(2))
         return (same & self.causal).float() @ one_hot_float(self.inputs[..., column], VOCAB[FIELDS[column]])
 
 
@@ -328,17 +332,23 @@ class CarriedCounts:
         self.by_column = {column: torch.einsum("btc,btv->bcv", by_channel,
                                                one_hot_float(inputs[..., column], VOCAB[FIELDS[column]]))
                           for column in COUNTED_COLUMNS}
+        by_pitch = one_hot_float(inputs[..., NOTE], VOCAB["note"])
+        self.by_pitch = {column: torch.einsum("btc,btp,btv->bcpv", by_channel, by_pitch,
+                                              one_hot_float(inputs[..., column], VOCAB[FIELDS[column]]))
+                         for column in BY_PITCH_COLUMNS}
         self.times = torch.einsum("bt,btv->bv", played, one_hot_float(inputs[..., TIME], VOCAB["time"]))
         if carried is not None:
             self.by_column = {column: counts + carried.by_column[column] for column, counts in self.by_column.items()}
+            self.by_pitch = {column: counts + carried.by_pitch[column] for column, counts in self.by_pitch.items()}
             self.times = self.times + carried.times
 
     def time(self) -> torch.Tensor:
         return self.times
 
-    def channel(self, column: int, channel: torch.Tensor) -> torch.Tensor:
-        table = self.by_column[column]
-        return table.gather(1, channel.view(-1, 1, 1).expand(-1, 1, table.shape[-1])).squeeze(1)
+    def channel(self, column: int, channel: torch.Tensor, pitch: torch.Tensor | None = None) -> torch.Tensor:
+        if pitch is None:
+            return self.by_column[column][torch.arange(len(channel)), channel]
+        return self.by_pitch[column][torch.arange(len(channel)), channel, pitch]
 
 
 @HEADS.register("cascade_cache")
@@ -358,7 +368,7 @@ class CascadeCacheHeads(CascadeRelativeHeads):
     def __init__(self, d_model: int, vocab: dict[str, int], tables: ValueTables | None = None, n_head: int = 1,
                  relative_time: bool = True, duration_from_gap: bool = False):
         super().__init__(d_model, vocab, tables, n_head, relative_time, duration_from_gap)
-        names = [self.fields[c] for c in (TIME,) + COUNTED_COLUMNS]
+        names = [self.fields[c] for c in (TIME,) + COUNTED_COLUMNS] + [f"{self.fields[c]}_by_pitch" for c in BY_PITCH_COLUMNS]
         self.cache_gate = nn.ModuleDict({name: nn.Linear(d_model, 1) for name in names})
         for gate in self.cache_gate.values():
             nn.init.zeros_(gate.weight)  # b_k starts at softplus(0) = 0.69 everywhere
@@ -380,8 +390,16 @@ class CascadeCacheHeads(CascadeRelativeHeads):
         logits = super().logits_from(u, field_index, chosen, memory)
         if field_index != TIME and field_index not in COUNTED_COLUMNS:
             return logits
-        counts = memory[2].time() if field_index == TIME else memory[2].channel(field_index, chosen[..., CHANNEL])
-        counts = counts * (chosen[..., TYPE] == NOTE_ON).unsqueeze(-1)  # other rows: a constant, no change
-        name = self.fields[field_index]
+        name, counter, note_on = self.fields[field_index], memory[2], (chosen[..., TYPE] == NOTE_ON).unsqueeze(-1)
+        if field_index == TIME:
+            return logits + self.cache_term(u, name, counter.time() * note_on)
+        logits = logits + self.cache_term(u, name, counter.channel(field_index, chosen[..., CHANNEL]) * note_on)
+        if field_index in BY_PITCH_COLUMNS:
+            counts = counter.channel(field_index, chosen[..., CHANNEL], chosen[..., NOTE]) * note_on
+            logits = logits + self.cache_term(u, f"{name}_by_pitch", counts)
+        return logits
+
+    def cache_term(self, u: torch.Tensor, name: str, counts: torch.Tensor) -> torch.Tensor:
+        """b(u) log(c + a) for counts c (..., V); rows that count nothing get a constant, which changes nothing."""
         trust = F.softplus(self.cache_gate[name](u))
-        return logits + trust * torch.log(counts + F.softplus(self.cache_smoothing[name]))
+        return trust * torch.log(counts + F.softplus(self.cache_smoothing[name]))
