@@ -30,7 +30,7 @@ def bits_by_type(checkpoint: str, split: str, batch_size: int) -> tuple[np.ndarr
     seq_len = min(int(cfg.data.seq_len), int(cfg.model.max_seq_len))
     for batch in eval_batches(store.events(split), batch_size, seq_len, offsets=store.offsets(split)):
         inputs, targets, start = batch.to(torch.device("cpu"))
-        logits, masks = model(inputs, targets, start.ticks), likelihood(inputs, targets, start)
+        logits, masks = model(inputs, targets, start.ticks, start.counts), likelihood(inputs, targets, start)
         target_type = targets[..., events.TYPE]
         for k, loss in enumerate(masked_target_nats(logits, targets, masks).values()):  # the training loss's own
             nats[:, k] += [loss[target_type == t].sum().item() for t in range(len(events.TYPES))]

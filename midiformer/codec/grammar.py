@@ -64,16 +64,25 @@ from midiformer.codec.events import (
 )
 
 KEYS = 16 * 128  # (channel, pitch) pairs
+# What a song has played so far, counted (the cache of model/heads.py CascadeCacheHeads): per channel, how
+# often its note-ons took each pitch, velocity and duration (one row of COUNT_WIDTH per channel, the columns
+# side by side from COUNT_OFFSETS), and how often each time value led to a note-on.
+COUNTED_COLUMNS = (NOTE, VELOCITY, DURATION)
+COUNT_OFFSETS = tuple(int(x) for x in np.cumsum([0] + [VOCAB[FIELDS[c]] for c in COUNTED_COLUMNS]))
+COUNT_WIDTH = COUNT_OFFSETS[-1]
 
 
 @dataclass
 class SongStart:
     """The state before the first row of each window: sounding (B, 16, 128) note counts, programs (B, 16),
-    and ticks (B,): the grid tick (since the song's START) of the row before the window."""
+    ticks (B,): the grid tick (since the song's START) of the row before the window, and what the song
+    played before it: played (B, 16, COUNT_WIDTH) and gaps (B, VOCAB time) counts (played_counts)."""
 
     sounding: torch.Tensor
     programs: torch.Tensor
     ticks: torch.Tensor
+    played: torch.Tensor
+    gaps: torch.Tensor
 
     @staticmethod
     def before(events: np.ndarray, offsets: np.ndarray, starts: np.ndarray) -> SongStart:
@@ -82,15 +91,22 @@ class SongStart:
         sounding = np.zeros((len(starts), KEYS), np.int16)
         programs = np.zeros((len(starts), 16), np.int64)
         ticks = np.zeros(len(starts), np.int64)
+        played, gaps = np.zeros((len(starts), 16, COUNT_WIDTH), np.int32), np.zeros((len(starts), VOCAB["time"]), np.int32)
         for i, (first, start) in enumerate(zip(song_firsts, starts)):
             rows = np.asarray(events[first:start])
             sounding[i], programs[i] = _state_of(rows)
             ticks[i] = rows[:, TIME].sum(dtype=np.int64)
+            played[i], gaps[i] = played_counts(rows)
         return SongStart(torch.from_numpy(sounding).view(-1, 16, 128), torch.from_numpy(programs),
-                         torch.from_numpy(ticks))
+                         torch.from_numpy(ticks), torch.from_numpy(played), torch.from_numpy(gaps))
+
+    @property
+    def counts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(played, gaps): what the song played before each window, for model/heads.py CascadeCacheHeads."""
+        return self.played, self.gaps
 
     def to(self, device: torch.device | str) -> SongStart:
-        return SongStart(self.sounding.to(device), self.programs.to(device), self.ticks.to(device))
+        return SongStart(*(part.to(device) for part in (self.sounding, self.programs, self.ticks, self.played, self.gaps)))
 
 
 class StateTracker:
@@ -100,24 +116,30 @@ class StateTracker:
     def __init__(self, events: np.ndarray, offsets: np.ndarray):
         self.events, self.offsets = events, np.asarray(offsets)
         self.row, self.song = -1, -1
+        self._new_song()
+
+    def _new_song(self) -> None:
         self.sounding, self.programs, self.ticks = np.zeros(KEYS, np.int64), np.zeros(16, np.int64), 0
+        self.played, self.gaps = played_counts(self.events[:0])
 
     def before(self, starts: np.ndarray) -> SongStart:
         states = [self._before(int(start)) for start in starts]
-        return SongStart(torch.from_numpy(np.stack([s for s, _, _ in states]).astype(np.int16)).view(-1, 16, 128),
-                         torch.from_numpy(np.stack([p for _, p, _ in states])),
-                         torch.tensor([t for _, _, t in states], dtype=torch.int64))
+        sounding, programs, ticks, played, gaps = zip(*states)
+        return SongStart(torch.from_numpy(np.stack(sounding).astype(np.int16)).view(-1, 16, 128),
+                         torch.from_numpy(np.stack(programs)), torch.tensor(ticks, dtype=torch.int64),
+                         torch.from_numpy(np.stack(played)), torch.from_numpy(np.stack(gaps)))
 
-    def _before(self, start: int) -> tuple[np.ndarray, np.ndarray, int]:
+    def _before(self, start: int) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]:
         song = int(np.searchsorted(self.offsets, start, side="right") - 1)
         if song != self.song or start < self.row:  # a new song (or going back): from its first row
             self.song, self.row = song, int(self.offsets[song])
-            self.sounding, self.programs, self.ticks = np.zeros(KEYS, np.int64), np.zeros(16, np.int64), 0
+            self._new_song()
         rows = np.asarray(self.events[self.row:start])
         self.sounding, self.programs = _state_of(rows, self.sounding, self.programs)
         self.ticks += int(rows[:, TIME].sum(dtype=np.int64))
+        self.played, self.gaps = played_counts(rows, self.played, self.gaps)
         self.row = start
-        return self.sounding.copy(), self.programs.copy(), self.ticks
+        return self.sounding.copy(), self.programs.copy(), self.ticks, self.played.copy(), self.gaps.copy()
 
 
 def _state_of(rows: np.ndarray, sounding: np.ndarray | None = None,
@@ -134,6 +156,19 @@ def _state_of(rows: np.ndarray, sounding: np.ndarray | None = None,
         last = len(program_rows) - 1 - np.unique(program_rows[::-1, CHANNEL], return_index=True)[1]
         programs[program_rows[last, CHANNEL]] = program_rows[last, INSTRUMENT]
     return sounding, programs
+
+
+def played_counts(rows: np.ndarray, played: np.ndarray | None = None,
+                  gaps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(played (16, COUNT_WIDTH), gaps (VOCAB time,)) int32 counts of the note-ons of `rows`, added to the
+    given ones (default: none, a song's start)."""
+    notes = np.asarray(rows)[np.asarray(rows)[:, TYPE] == NOTE_ON].astype(np.int64)
+    index = np.concatenate([notes[:, CHANNEL] * COUNT_WIDTH + offset + notes[:, column]
+                            for column, offset in zip(COUNTED_COLUMNS, COUNT_OFFSETS)])
+    played_now = np.bincount(index, minlength=16 * COUNT_WIDTH).reshape(16, COUNT_WIDTH)
+    gaps_now = np.bincount(notes[:, TIME], minlength=VOCAB["time"])
+    return ((played_now if played is None else played + played_now).astype(np.int32),
+            (gaps_now if gaps is None else gaps + gaps_now).astype(np.int32))
 
 
 def opens_a_note(rows: np.ndarray | torch.Tensor):

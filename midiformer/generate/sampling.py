@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from midiformer.codec import events
+from midiformer.codec.grammar import played_counts
 from midiformer.common import ConfigError
 from midiformer.generate.grammar import CHANNEL, NOTE, TIME, TYPE, SongState
 
@@ -142,14 +143,22 @@ class ContextWindow:
         seeing at most max_seq_len of them."""
         if end - self.start > self.model.max_seq_len:  # full: jump, and the cache starts again
             self.start, self.cache = end - (self.model.max_seq_len - self.slide), None
-        # the grid tick of the row before the window (rows[:, 0] is the song's START: the sum of the gaps)
+        # the grid tick of the row before the window (rows[:, 0] is the song's START: the sum of the gaps),
+        # and what the song played before it (as SongStart gives a training window)
         ticks = self.rows[:, :self.start, TIME].sum(1) if self.start else None
+        counts = self.song_counts() if self.start else None
         if not self.kv_cache:
-            return self.model.next_context(self.rows[:, self.start:end], start_ticks=ticks)
+            return self.model.next_context(self.rows[:, self.start:end], start_ticks=ticks, song_counts=counts)
         if self.cache is None:
             self.cache = self.model.new_kv_cache()
-            return self.model.next_context(self.rows[:, self.start:end], self.cache, start_ticks=ticks)
+            return self.model.next_context(self.rows[:, self.start:end], self.cache, start_ticks=ticks, song_counts=counts)
         return self.model.next_context(self.rows[:, end - 1:end], self.cache)
+
+    def song_counts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """grammar.played_counts of each sample's rows before the window."""
+        played, gaps = zip(*(played_counts(rows) for rows in self.rows[:, :self.start].cpu().numpy()))
+        return (torch.from_numpy(np.stack(played)).to(self.rows.device),
+                torch.from_numpy(np.stack(gaps)).to(self.rows.device))
 
 
 @torch.inference_mode()

@@ -22,7 +22,7 @@ from torch import nn
 from midiformer.codec.events import CHANNEL, FIELDS, NOTE_ON, TYPE, VOCAB
 from midiformer.codec.grammar import onset_ticks
 from midiformer.common import ConfigError
-from midiformer.model.heads import HEADS, RELATIVE_COLUMNS, Memory, last_note_by_channel, note_of_channel
+from midiformer.model.heads import HEADS, RELATIVE_COLUMNS, Memory, SongCounts, last_note_by_channel, note_of_channel
 from midiformer.model.init import EMBEDDING_INITS, INITS
 from midiformer.model.norms import NORM_POSITIONS, NORMS, NormPosition
 from midiformer.model.positions import POSITIONS, Rope, apply_rope
@@ -228,23 +228,24 @@ class MidiGPT(nn.Module):
         return x
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor | None = None,
-                start_ticks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                start_ticks: torch.Tensor | None = None, song_counts: SongCounts | None = None) -> dict[str, torch.Tensor]:
         """inputs (B, T, F) events, targets (B, T, F) the next events (IGNORE-masked; cascade heads
-        are teacher-forced on them), start_ticks (B,) see hidden -> {field: logits (B, T, V_field)}."""
+        are teacher-forced on them), start_ticks (B,) see hidden, song_counts: SongStart.counts (what the
+        song played before the window; None: nothing) -> {field: logits (B, T, V_field)}."""
         h, rows, rope = self.run(inputs, start_ticks=start_ticks)
         if not getattr(self.heads, "remembers", False):
             return self.heads(h, targets)
-        return self.heads(h, targets, self.heads.memory(inputs, rows, rope))
+        return self.heads(h, targets, self.heads.memory(inputs, rows, rope, before=song_counts))
 
-    def next_context(self, inputs: torch.Tensor, kv_cache: KVCache | None = None,
-                     start_ticks: torch.Tensor | None = None) -> tuple[torch.Tensor, Memory | None]:
+    def next_context(self, inputs: torch.Tensor, kv_cache: KVCache | None = None, start_ticks: torch.Tensor | None = None,
+                     song_counts: SongCounts | None = None) -> tuple[torch.Tensor, Memory | None]:
         """For a sampler: what field_logits needs to choose the event after inputs (as hidden's arguments):
         h of the last row (B, d), and for heads that read the window's rows their memory of every row of
         the window, the cached ones too (heads.py); None for the other heads."""
         h, rows, rope = self.run(inputs, kv_cache, start_ticks)
         if not getattr(self.heads, "remembers", False):
             return h[:, -1], None
-        return h[:, -1], self.heads.memory(inputs, rows, rope, kv_cache, last=True)
+        return h[:, -1], self.heads.memory(inputs, rows, rope, kv_cache, last=True, before=song_counts)
 
     def field_logits(self, h_last: torch.Tensor, field_index: int, chosen_so_far: torch.Tensor | None = None,
                      memory: Memory | None = None) -> torch.Tensor:

@@ -13,10 +13,11 @@ A sampler calls field_logits for k = 0, 1, ... in events.FIELDS order, appending
 to `chosen`; the parallel head ignores `chosen`. `memory` is for heads that read the window's rows
 (`remembers = True`: cascade_lookup, cascade_relative); MidiGPT gives it to them and None to the others:
 
-    memory(inputs, rows, rope, kv_cache=None, last=False)
+    memory(inputs, rows, rope, kv_cache=None, last=False, before=None)
                                              inputs (B, T, F) the rows, rows (B, T, d) their embeddings,
                                              rope the blocks' rotation; kv_cache: inputs follow its rows
-                                             (a head keeps what it needs there); last: for the last row only
+                                             (a head keeps what it needs there); last: for the last row only;
+                                             before: SongStart.counts, the song's values before the window
 """
 from __future__ import annotations
 
@@ -24,7 +25,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from midiformer.codec.events import CHANNEL, DURATION, FIELDS, NOTE, NOTE_OFF, NOTE_ON, TIME, TYPE, VELOCITY, VOCAB
+from midiformer.codec.events import (
+    CHANNEL,
+    DURATION,
+    FIELDS,
+    NOTE,
+    NOTE_OFF,
+    NOTE_ON,
+    START,
+    TIME,
+    TYPE,
+    VELOCITY,
+    VOCAB,
+)
+from midiformer.codec.grammar import COUNT_OFFSETS, COUNTED_COLUMNS
 from midiformer.model.positions import Rope, apply_rope
 from midiformer.model.values import ValueTables
 from midiformer.registry import Registry
@@ -33,6 +47,7 @@ HEADS = Registry("model.heads")
 # what a remembering head reads of the window: cascade_lookup the rows' keys, values and the query rotation;
 # cascade_relative each channel's last note and the last inter-onset interval (last_note_by_channel, last_onset_gap)
 Memory = "tuple[torch.Tensor, torch.Tensor, Rope | None] | tuple[torch.Tensor, torch.Tensor]"
+SongCounts = "tuple[torch.Tensor, torch.Tensor]"  # grammar.SongStart.counts: what the song played before the window
 
 
 @HEADS.register("parallel")
@@ -129,7 +144,7 @@ class CascadeLookupHeads(CascadeHeads):
         return x.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, H, T, D)
 
     def memory(self, inputs: torch.Tensor, rows: torch.Tensor, rope: Rope | None, kv_cache=None,
-               last: bool = False) -> Memory:
+               last: bool = False, before: SongCounts | None = None) -> Memory:
         """rows (B, T, d) input embeddings -> keys, values (B, H, T', D) of the look-up (T' = T, or every row
         so far with a cache) and the rotation of the queries (of the last row only with last=True)."""
         keys = self.split_heads(self.k(rows))
@@ -234,7 +249,7 @@ class CascadeRelativeHeads(CascadeHeads):
         self.gap_out = nn.Linear(d_model, 2 * vocab["duration"] - 1) if duration_from_gap else None
 
     def memory(self, inputs: torch.Tensor, rows: torch.Tensor, rope: Rope | None, kv_cache=None,
-               last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+               last: bool = False, before: SongCounts | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(each channel's last note (B, T, 16, 3), the last inter-onset interval (B, T)); the last row's with
         last=True. A KV cache carries both across calls."""
         carried = kv_cache.relative if kv_cache is not None and kv_cache.relative is not None else (None, None)
@@ -291,43 +306,61 @@ class CascadeRelativeHeads(CascadeHeads):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Values the window has played, counted
+# Values the song has played, counted
 
-COUNTED_COLUMNS = (NOTE, VELOCITY, DURATION)  # counted per channel; a note-on's time is counted over the window
-BY_PITCH_COLUMNS = (VELOCITY, DURATION)  # also counted per channel and pitch (a drum's stroke, a bass note's length)
+BY_PITCH_COLUMNS = (VELOCITY, DURATION)  # also counted per channel and pitch, in the window (a drum's stroke)
 
 
 def one_hot_float(values: torch.Tensor, size: int) -> torch.Tensor:
     return F.one_hot(values.clamp(0, size - 1), size).float()
 
 
-class WindowCounts:
-    """Training: for each row t of the window, how often each value appeared on the note-ons of rows 0..t,
-    on the channel chosen for row t + 1 (a (B, T, T) mask times one-hots) and, for the time, on any channel."""
+def column_slice(column: int) -> slice:
+    k = COUNTED_COLUMNS.index(column)
+    return slice(COUNT_OFFSETS[k], COUNT_OFFSETS[k + 1])
 
-    def __init__(self, inputs: torch.Tensor):
-        self.inputs, self.played = inputs, inputs[..., TYPE] == NOTE_ON
+
+class WindowCounts:
+    """Training: for each row t of the window, how often each value appeared on the note-ons of its song up
+    to row t (the window's rows, and `before`, the song's rows before the window, unless a START in the
+    window began a new song), on the channel chosen for row t + 1 (and its pitch) or, for the time, on any."""
+
+    def __init__(self, inputs: torch.Tensor, before: SongCounts | None = None):
+        self.inputs, self.before = inputs, before
+        song = (inputs[..., TYPE] == START).cumsum(1)  # 0 until a START begins the next song
         T = inputs.shape[1]
-        self.causal = torch.ones(T, T, dtype=torch.bool, device=inputs.device).tril()  # [t, s]: s <= t
+        causal = torch.ones(T, T, dtype=torch.bool, device=inputs.device).tril()  # [t, s]: s <= t
+        self.counted = causal & (song.unsqueeze(2) == song.unsqueeze(1)) & (inputs[..., TYPE] == NOTE_ON).unsqueeze(1)
+        self.first_song = song == 0  # (B, T): rows that `before` precedes
 
     def time(self) -> torch.Tensor:
-        return (one_hot_float(self.inputs[..., TIME], VOCAB["time"]) * self.played.unsqueeze(-1)).cumsum(1)
+        counts = self.counted.float() @ one_hot_float(self.inputs[..., TIME], VOCAB["time"])
+        if self.before is None:
+            return counts
+        return counts + self.before[1].unsqueeze(1) * self.first_song.unsqueeze(-1)
 
     def channel(self, column: int, channel: torch.Tensor, pitch: torch.Tensor | None = None) -> torch.Tensor:
-        """channel (B, T): the one chosen for each row's next event (and its pitch, if given) -> counts (B, T, V)
-        of the column's values on the note-ons of that channel (and pitch)."""
-        same = (self.inputs[..., CHANNEL].unsqueeze(1) == channel.unsqueeze(2)) & self.played.unsqueeze(1)
+        """channel (B, T): the one chosen for each row's next event (and its pitch: window counts only)
+        -> counts (B, T, V) of the column's values on the note-ons of that channel (and pitch)."""
+        same = self.counted & (self.inputs[..., CHANNEL].unsqueeze(1) == channel.unsqueeze(2))
         if pitch is not None:
             same = same & (self.inputs[..., NOTE].unsqueeze(1) == pitch.unsqueeze(2))
-        return (same & self.causal).float() @ one_hot_float(self.inputs[..., column], VOCAB[FIELDS[column]])
+        counts = same.float() @ one_hot_float(self.inputs[..., column], VOCAB[FIELDS[column]])
+        if self.before is None or pitch is not None:
+            return counts
+        played = self.before[0][torch.arange(len(channel), device=channel.device).unsqueeze(1), channel]  # (B, T, W)
+        return counts + played[..., column_slice(column)] * self.first_song.unsqueeze(-1)
 
 
 class CarriedCounts:
-    """Generation: the counts after the last row, per channel (B, 16, V) for each counted column and (B, V)
-    for the time; a KV cache carries them from call to call."""
+    """Generation: the counts after the last row, per channel (B, 16, V) for each counted column (also per
+    pitch, (B, 16, 128, V), for BY_PITCH_COLUMNS) and (B, V) for the time; a KV cache carries them from call
+    to call, and `before` (the song before the window) starts them. A START in the rows begins a new song."""
 
-    def __init__(self, inputs: torch.Tensor, carried: "CarriedCounts | None" = None):
-        played = (inputs[..., TYPE] == NOTE_ON).float()
+    def __init__(self, inputs: torch.Tensor, carried: "CarriedCounts | None" = None, before: SongCounts | None = None):
+        song = (inputs[..., TYPE] == START).cumsum(1)
+        last_song = song == song[:, -1:]  # the rows of the song the next event belongs to
+        played = ((inputs[..., TYPE] == NOTE_ON) & last_song).float()
         by_channel = one_hot_float(inputs[..., CHANNEL], VOCAB["channel"]) * played.unsqueeze(-1)  # (B, T, 16)
         self.by_column = {column: torch.einsum("btc,btv->bcv", by_channel,
                                                one_hot_float(inputs[..., column], VOCAB[FIELDS[column]]))
@@ -337,18 +370,26 @@ class CarriedCounts:
                                               one_hot_float(inputs[..., column], VOCAB[FIELDS[column]]))
                          for column in BY_PITCH_COLUMNS}
         self.times = torch.einsum("bt,btv->bv", played, one_hot_float(inputs[..., TIME], VOCAB["time"]))
+        same_song = (song[:, -1] == 0).float()  # (B,): no START in the rows, what came before still counts
         if carried is not None:
-            self.by_column = {column: counts + carried.by_column[column] for column, counts in self.by_column.items()}
-            self.by_pitch = {column: counts + carried.by_pitch[column] for column, counts in self.by_pitch.items()}
-            self.times = self.times + carried.times
+            keep = same_song.view(-1, 1, 1)
+            self.by_column = {c: counts + carried.by_column[c] * keep for c, counts in self.by_column.items()}
+            self.by_pitch = {c: counts + carried.by_pitch[c] * keep.unsqueeze(-1) for c, counts in self.by_pitch.items()}
+            self.times = self.times + carried.times * same_song.unsqueeze(-1)
+        elif before is not None:
+            played_before, gaps_before = before
+            keep = same_song.view(-1, 1, 1)
+            self.by_column = {c: counts + played_before[..., column_slice(c)] * keep for c, counts in self.by_column.items()}
+            self.times = self.times + gaps_before * same_song.unsqueeze(-1)
 
     def time(self) -> torch.Tensor:
         return self.times
 
     def channel(self, column: int, channel: torch.Tensor, pitch: torch.Tensor | None = None) -> torch.Tensor:
+        batch = torch.arange(len(channel), device=channel.device)
         if pitch is None:
-            return self.by_column[column][torch.arange(len(channel)), channel]
-        return self.by_pitch[column][torch.arange(len(channel)), channel, pitch]
+            return self.by_column[column][batch, channel]
+        return self.by_pitch[column][batch, channel, pitch]
 
 
 @HEADS.register("cascade_cache")
@@ -375,13 +416,15 @@ class CascadeCacheHeads(CascadeRelativeHeads):
             nn.init.zeros_(gate.bias)
         self.cache_smoothing = nn.ParameterDict({name: nn.Parameter(torch.tensor(0.5413)) for name in names})  # a_k = 1
 
-    def memory(self, inputs: torch.Tensor, rows: torch.Tensor, rope: Rope | None, kv_cache=None, last: bool = False):
+    def memory(self, inputs: torch.Tensor, rows: torch.Tensor, rope: Rope | None, kv_cache=None, last: bool = False,
+               before: SongCounts | None = None):
         """cascade_relative's memory and the counts: WindowCounts of the window, or with last=True the
-        CarriedCounts after its last row (a KV cache carries them)."""
+        CarriedCounts after its last row (a KV cache carries them); `before`: the song's before the window."""
         relative = super().memory(inputs, rows, rope, kv_cache, last)
         if not last:
-            return (*relative, WindowCounts(inputs))
-        counts = CarriedCounts(inputs, kv_cache.counts if kv_cache is not None else None)
+            return (*relative, WindowCounts(inputs, before))
+        carried = kv_cache.counts if kv_cache is not None else None
+        counts = CarriedCounts(inputs, carried, before if carried is None else None)
         if kv_cache is not None:
             kv_cache.counts = counts
         return (*relative, counts)

@@ -183,7 +183,7 @@ class Trainer:
             torch.manual_seed(dropout_seed(cfg.seed, self.step, micro, self.env.rank))
             sync = micro == accum - 1 or not self.env.enabled
             with self.precision.autocast(), (contextlib.nullcontext() if sync else self.train_model.no_sync()):
-                logits = self.train_model(inputs, targets, start.ticks)
+                logits = self.train_model(inputs, targets, start.ticks, start.counts)
                 nats, n_events = masked_field_losses(logits, targets, masks)
                 loss = loss_from(nats, n_events) / accum
             self.precision.scaler.scale(loss).backward()

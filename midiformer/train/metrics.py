@@ -63,7 +63,7 @@ def evaluate_model(model: torch.nn.Module, batches: Iterable, *, device: torch.d
     for batch in batches:
         inputs, targets, start = batch.to(device)
         with precision.autocast():
-            logits = model(inputs, targets, start.ticks)
+            logits = model(inputs, targets, start.ticks, start.counts)
         masks = likelihood(inputs, targets, start)
         nats, n_events = masked_field_losses({k: v.float() for k, v in logits.items()}, targets, masks)
         totals[:-2] += torch.stack([nats[f].double() for f in events.FIELDS])

@@ -109,3 +109,22 @@ def test_the_tracker_of_ordered_windows_equals_reading_each_song_from_its_start(
     direct = grammar.SongStart.before(rows, offsets, starts)
     assert torch.equal(tracked.sounding, direct.sounding) and int(direct.sounding.sum()) > 0
     assert torch.equal(tracked.programs, direct.programs) and torch.equal(tracked.ticks, direct.ticks)
+    assert torch.equal(tracked.played, direct.played) and torch.equal(tracked.gaps, direct.gaps)
+    assert int(direct.played.sum()) > 0
+
+
+def test_played_counts_count_each_channels_note_on_values(corpus):
+    """SongStart's counts of what the song played before a window, against a count row by row."""
+    rows, offsets = corpus
+    first, cut = int(offsets[3]), int(offsets[3]) + 400
+    start = grammar.SongStart.before(rows, offsets, np.array([cut]))
+    played, gaps = start.played[0].numpy(), start.gaps[0].numpy()
+    expected_played, expected_gaps = np.zeros_like(played), np.zeros_like(gaps)
+    for row in rows[first:cut]:
+        if row[events.TYPE] == events.NOTE_ON:
+            for column, offset in zip(grammar.COUNTED_COLUMNS, grammar.COUNT_OFFSETS):
+                expected_played[row[events.CHANNEL], offset + row[column]] += 1
+            expected_gaps[row[events.TIME]] += 1
+    np.testing.assert_array_equal(played, expected_played)
+    np.testing.assert_array_equal(gaps, expected_gaps)
+    assert (expected_played > 0).sum() > 20

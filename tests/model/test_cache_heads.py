@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import torch
 
-from midiformer.codec import events
+from midiformer.codec import events, grammar
 from midiformer.model.heads import COUNTED_COLUMNS, CarriedCounts, CascadeCacheHeads, WindowCounts
 from tests.model.conftest import split, windows
 
@@ -52,6 +53,40 @@ def test_carried_counts_after_the_window_equal_the_window_counts_at_its_last_row
         for column in COUNTED_COLUMNS:
             assert torch.equal(carried.channel(column, chosen), whole.channel(column, chosen.view(2, 1).expand(2, 120))[:, -1])
     assert not torch.equal(CarriedCounts(inputs[:, 60:]).time(), whole.time()[:, -1])  # the carried part counts
+
+
+def test_counts_of_the_song_before_a_window_make_it_count_as_the_longer_window(songs):
+    """A window cut at row 60 of a longer one, given SongStart's counts of the 60 rows before it (and
+    generation's tables, given the same), counts what the longer window counts from there on."""
+    inputs, targets = split(windows(songs, batch=2, length=120))
+    assert not (inputs[..., events.TYPE] == events.START).any()  # one song: the test's claim holds
+    played, gaps = zip(*(grammar.played_counts(rows) for rows in inputs[:, :60].numpy()))
+    before = (torch.from_numpy(np.stack(played)), torch.from_numpy(np.stack(gaps)))
+    whole, cut = WindowCounts(inputs), WindowCounts(inputs[:, 60:], before)
+    channels = targets[..., events.CHANNEL].clamp(min=0)
+    assert torch.equal(cut.time(), whole.time()[:, 60:])
+    for column in COUNTED_COLUMNS:
+        assert torch.equal(cut.channel(column, channels[:, 60:]), whole.channel(column, channels)[:, 60:])
+    carried = CarriedCounts(inputs[:, 60:], before=before)
+    assert torch.equal(carried.time(), whole.time()[:, -1])
+    assert torch.equal(carried.channel(events.VELOCITY, channels[:, -1]), whole.channel(events.VELOCITY, channels)[:, -1])
+    assert not torch.equal(WindowCounts(inputs[:, 60:]).time(), whole.time()[:, 60:])  # the counts before matter
+
+
+def test_a_start_row_begins_the_counts_again(songs):
+    """In a window that holds the end of one song and the start of the next, the rows after the START count
+    only the new song's note-ons, whatever came before (the window's or SongStart's)."""
+    first, second = (torch.from_numpy(song.astype(np.int64)) for song in songs[:2])
+    assert second[0, events.TYPE] == events.START
+    inputs = torch.cat([first[-50:], second[:70]])[None]
+    before = (torch.ones(1, 16, grammar.COUNT_WIDTH, dtype=torch.int32), torch.ones(1, events.VOCAB["time"], dtype=torch.int32))
+    joined, alone = WindowCounts(inputs, before), WindowCounts(second[None, :70])
+    assert torch.equal(joined.time()[:, 50:], alone.time())
+    channel = torch.full((1, 70), int(second[second[:, events.TYPE] == events.NOTE_ON][0, events.CHANNEL]))
+    assert torch.equal(joined.channel(events.NOTE, torch.cat([channel[:, :50], channel], 1))[:, 50:],
+                       alone.channel(events.NOTE, channel))
+    assert torch.equal(CarriedCounts(inputs, before=before).time(), alone.time()[:, -1])
+    assert joined.time()[0, 49].sum() > 50  # before the START, the old song's counts (and `before`'s) count
 
 
 def test_a_value_played_more_often_gets_more_probability():
