@@ -63,7 +63,8 @@ class KVCache:
         self.head = LayerCache(max_seq_len)  # the look-up keys and values of heads that remember the rows
         self.relative: tuple | None = None  # what cascade_relative carries: each channel's last note, the last gap
         self.input_notes: torch.Tensor | None = None  # each channel's last note before the next row (relative_inputs)
-        self.counts = None  # what cascade_cache carries: heads.CarriedCounts, the values played so far
+        self.rows: torch.Tensor | None = None  # what cascade_cache counts: the rows so far, and the song's counts
+        self.song_counts: tuple | None = None  # before them (heads.PlayedCounts)
         self.ticks: torch.Tensor | None = None
 
     def __len__(self) -> int:

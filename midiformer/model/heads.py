@@ -320,125 +320,130 @@ def column_slice(column: int) -> slice:
     return slice(COUNT_OFFSETS[k], COUNT_OFFSETS[k + 1])
 
 
-class WindowCounts:
-    """Training: for each row t of the window, how often each value appeared on the note-ons of its song up
-    to row t (the window's rows, and `before`, the song's rows before the window, unless a START in the
-    window began a new song), on the channel chosen for row t + 1 (and its pitch) or, for the time, on any."""
+def take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """values (B, T), index (B, ...) of rows (-1: none) -> values[b, index] (-1 where none)."""
+    picked = values.gather(1, index.clamp(min=0).flatten(1)).view(index.shape)
+    return torch.where(index >= 0, picked, -1)
 
-    def __init__(self, inputs: torch.Tensor, before: SongCounts | None = None):
-        self.inputs, self.before = inputs, before
-        song = (inputs[..., TYPE] == START).cumsum(1)  # 0 until a START begins the next song
-        T = inputs.shape[1]
-        causal = torch.ones(T, T, dtype=torch.bool, device=inputs.device).tril()  # [t, s]: s <= t
-        self.counted = causal & (song.unsqueeze(2) == song.unsqueeze(1)) & (inputs[..., TYPE] == NOTE_ON).unsqueeze(1)
-        self.first_song = song == 0  # (B, T): rows that `before` precedes
 
-    def time(self) -> torch.Tensor:
-        counts = self.counted.float() @ one_hot_float(self.inputs[..., TIME], VOCAB["time"])
-        if self.before is None:
-            return counts
-        return counts + self.before[1].unsqueeze(1) * self.first_song.unsqueeze(-1)
+class PlayedCounts:
+    """How often each value appeared on the note-ons of the song so far, seen from query rows: every row of
+    the window (training: the counts before each row's next event) or, with last=True, the last one
+    (generation). `rows` (B, T, F) is the window so far (with a KV cache, its rows too); `before` are
+    SongStart's counts of the song's rows before the window (unigram counts only), and a START in the
+    window begins a new song. Counts are (B, Q, V) masks over the rows times one-hots:
 
-    def channel(self, column: int, channel: torch.Tensor, pitch: torch.Tensor | None = None) -> torch.Tensor:
-        """channel (B, T): the one chosen for each row's next event (and its pitch: window counts only)
-        -> counts (B, T, V) of the column's values on the note-ons of that channel (and pitch)."""
-        same = self.counted & (self.inputs[..., CHANNEL].unsqueeze(1) == channel.unsqueeze(2))
+        c[t, v] = #{s <= t in t's song: s a note-on [on channel c_t] [of pitch p_t] [after the same
+                    `order` values on its channel as row t + 1 follows], x_s = v}
+
+    The context of order n (an n-gram cache, as in IDyOM's short-term model, Pearce 2005) is the column's
+    last n values on the channel chosen for row t + 1 (for the time: on any channel), which row t + 1 is to
+    continue, matched against the n values before each earlier note-on on its channel.
+    """
+
+    def __init__(self, rows: torch.Tensor, before: SongCounts | None = None, last: bool = False):
+        B, T, _ = rows.shape
+        self.rows, self.before, self.last = rows, before, last
+        queries = torch.arange(T - 1 if last else 0, T, device=rows.device)
+        song = (rows[..., TYPE] == START).cumsum(1)  # 0 until a START begins the next song
+        self.note_on = rows[..., TYPE] == NOTE_ON
+        causal = torch.arange(T, device=rows.device).view(1, T) <= queries.view(-1, 1)  # (Q, T)
+        self.counted = causal & (song[:, queries].unsqueeze(2) == song.unsqueeze(1)) & self.note_on.unsqueeze(1)
+        self.first_song = song[:, queries] == 0  # (B, Q): the query rows that `before` precedes
+        # each channel's last note-on row up to each row (B, T, 17: the 16 channels, then any channel)
+        channels = torch.arange(VOCAB["channel"], device=rows.device)
+        on_channel = self.note_on.unsqueeze(-1) & (rows[..., CHANNEL].unsqueeze(-1) == channels)
+        selected = torch.cat([on_channel, self.note_on.unsqueeze(-1)], -1)
+        steps = torch.arange(T, device=rows.device).view(1, T, 1)
+        last_row = torch.where(selected, steps, -1).cummax(dim=1).values
+        same_song = song.gather(1, last_row.clamp(min=0).flatten(1)).view(last_row.shape) == song.unsqueeze(-1)
+        self.last_row = torch.where(same_song, last_row, -1)  # a new song has played nothing yet
+        # the note-on before each note-on, on its channel and on any (-1: none in the window)
+        previous = torch.cat([torch.full_like(self.last_row[:, :1], -1), self.last_row[:, :-1]], 1)
+        self.previous_on_channel = previous.gather(2, rows[..., CHANNEL].unsqueeze(-1)).squeeze(-1)
+        self.previous_any = previous[..., -1]
+        self.queries = queries
+
+    def count(self, column: int, channel: torch.Tensor | None = None, pitch: torch.Tensor | None = None,
+              order: int = 0) -> torch.Tensor:
+        """Counts (B, Q, V) of the column's values; channel, pitch (B, Q) or (B,) with last=True: those
+        chosen for each query row's next event (channel None: any channel). pitch and order > 0 count the
+        window alone; order 0 adds the song's counts from before it."""
+        if channel is not None and channel.dim() == 1:  # generation's chosen values (B,)
+            channel, pitch = channel.unsqueeze(1), pitch.unsqueeze(1) if pitch is not None else None
+        values, mask = self.rows[..., column], self.counted
+        if channel is not None:
+            mask = mask & (self.rows[..., CHANNEL].unsqueeze(1) == channel.unsqueeze(2))
         if pitch is not None:
-            same = same & (self.inputs[..., NOTE].unsqueeze(1) == pitch.unsqueeze(2))
-        counts = same.float() @ one_hot_float(self.inputs[..., column], VOCAB[FIELDS[column]])
-        if self.before is None or pitch is not None:
-            return counts
-        played = self.before[0][torch.arange(len(channel), device=channel.device).unsqueeze(1), channel]  # (B, T, W)
-        return counts + played[..., column_slice(column)] * self.first_song.unsqueeze(-1)
-
-
-class CarriedCounts:
-    """Generation: the counts after the last row, per channel (B, 16, V) for each counted column (also per
-    pitch, (B, 16, 128, V), for BY_PITCH_COLUMNS) and (B, V) for the time; a KV cache carries them from call
-    to call, and `before` (the song before the window) starts them. A START in the rows begins a new song."""
-
-    def __init__(self, inputs: torch.Tensor, carried: "CarriedCounts | None" = None, before: SongCounts | None = None):
-        song = (inputs[..., TYPE] == START).cumsum(1)
-        last_song = song == song[:, -1:]  # the rows of the song the next event belongs to
-        played = ((inputs[..., TYPE] == NOTE_ON) & last_song).float()
-        by_channel = one_hot_float(inputs[..., CHANNEL], VOCAB["channel"]) * played.unsqueeze(-1)  # (B, T, 16)
-        self.by_column = {column: torch.einsum("btc,btv->bcv", by_channel,
-                                               one_hot_float(inputs[..., column], VOCAB[FIELDS[column]]))
-                          for column in COUNTED_COLUMNS}
-        by_pitch = one_hot_float(inputs[..., NOTE], VOCAB["note"])
-        self.by_pitch = {column: torch.einsum("btc,btp,btv->bcpv", by_channel, by_pitch,
-                                              one_hot_float(inputs[..., column], VOCAB[FIELDS[column]]))
-                         for column in BY_PITCH_COLUMNS}
-        self.times = torch.einsum("bt,btv->bv", played, one_hot_float(inputs[..., TIME], VOCAB["time"]))
-        same_song = (song[:, -1] == 0).float()  # (B,): no START in the rows, what came before still counts
-        if carried is not None:
-            keep = same_song.view(-1, 1, 1)
-            self.by_column = {c: counts + carried.by_column[c] * keep for c, counts in self.by_column.items()}
-            self.by_pitch = {c: counts + carried.by_pitch[c] * keep.unsqueeze(-1) for c, counts in self.by_pitch.items()}
-            self.times = self.times + carried.times * same_song.unsqueeze(-1)
-        elif before is not None:
-            played_before, gaps_before = before
-            keep = same_song.view(-1, 1, 1)
-            self.by_column = {c: counts + played_before[..., column_slice(c)] * keep for c, counts in self.by_column.items()}
-            self.times = self.times + gaps_before * same_song.unsqueeze(-1)
-
-    def time(self) -> torch.Tensor:
-        return self.times
-
-    def channel(self, column: int, channel: torch.Tensor, pitch: torch.Tensor | None = None) -> torch.Tensor:
-        batch = torch.arange(len(channel), device=channel.device)
-        if pitch is None:
-            return self.by_column[column][batch, channel]
-        return self.by_pitch[column][batch, channel, pitch]
+            mask = mask & (self.rows[..., NOTE].unsqueeze(1) == pitch.unsqueeze(2))
+        if order:
+            links = self.previous_on_channel if channel is not None else self.previous_any
+            slot = channel if channel is not None else torch.full_like(self.first_song, VOCAB["channel"], dtype=torch.long)
+            latest = self.last_row[:, self.queries].gather(2, slot.unsqueeze(-1)).squeeze(-1)  # (B, Q): row t's own
+            context_row, query_row = links, latest  # the n-th value back: before s, and up to t
+            for _ in range(order):
+                mask = mask & (take(values, context_row).unsqueeze(1) == take(values, query_row).unsqueeze(2))
+                context_row, query_row = take(links, context_row), take(links, query_row)
+        counts = mask.float() @ one_hot_float(values, VOCAB[FIELDS[column]])
+        if self.before is not None and pitch is None and not order:
+            if channel is None:
+                before = self.before[1].unsqueeze(1)
+            else:
+                batch = torch.arange(len(channel), device=channel.device).unsqueeze(1)
+                before = self.before[0][batch, channel][..., column_slice(column)]
+            counts = counts + before * self.first_song.unsqueeze(-1)
+        return counts.squeeze(1) if self.last else counts
 
 
 @HEADS.register("cascade_cache")
 class CascadeCacheHeads(CascadeRelativeHeads):
-    """cascade_relative, and a cache of the values the window has played (the neural cache of Grave et al.
-    2017, as a product of experts): a note-on's pitch, velocity and duration score by how often the chosen
-    channel played each value in the window, and its time by how often each gap led to a note-on:
+    """cascade_relative, and a cache of the values the song has played (the neural cache of Grave et al.
+    2017, as a product of experts; the short-term model of IDyOM, Pearce 2005): a note-on's pitch, velocity
+    and duration score by how often the chosen channel played each value so far, and after the same
+    `orders` values before it; its time by how often each gap led to a note-on:
 
-        logits_k[v] += b_k(u_k) log(c_k[v] + a_k),   b_k = softplus(w_k . u_k + β_k),  a_k = softplus(α_k)
+        logits_k[v] += sum_n b_kn(u_k) log(c_kn[v] + a_kn),   b_kn = softplus(w_kn . u_k + β_kn),  a_kn = softplus(α_kn)
 
-    A song keeps to a few velocities, lengths and pitches of its own, which a softmax learned over the
-    training songs does not know; the counts do, from the first bars on. b_k, computed from the context,
-    says how much to trust them (a drum fill, a new section), a_k how much an unplayed value is worth.
-    The counts are the window's, as the blocks' attention is.
+    A song keeps to a few velocities, lengths and pitches of its own, and repeats its phrases, which a
+    softmax learned over the training songs does not know; the counts do, from the first bars on. b_kn,
+    computed from the context, says how much to trust them (a drum fill, a new section), a_kn how much an
+    unplayed value is worth. The velocity and duration are also counted per pitch (a drum's stroke).
+    Counts of order 0 are the song's (SongStart carries those before the window); the others the window's.
     """
 
     def __init__(self, d_model: int, vocab: dict[str, int], tables: ValueTables | None = None, n_head: int = 1,
-                 relative_time: bool = True, duration_from_gap: bool = False):
+                 relative_time: bool = True, duration_from_gap: bool = False, orders: int = 2):
         super().__init__(d_model, vocab, tables, n_head, relative_time, duration_from_gap)
-        names = [self.fields[c] for c in (TIME,) + COUNTED_COLUMNS] + [f"{self.fields[c]}_by_pitch" for c in BY_PITCH_COLUMNS]
+        self.orders = orders
+        names = [f"{self.fields[c]}_{n}" for c in (TIME,) + COUNTED_COLUMNS for n in range(orders + 1)]
+        names += [f"{self.fields[c]}_by_pitch" for c in BY_PITCH_COLUMNS]
         self.cache_gate = nn.ModuleDict({name: nn.Linear(d_model, 1) for name in names})
         for gate in self.cache_gate.values():
-            nn.init.zeros_(gate.weight)  # b_k starts at softplus(0) = 0.69 everywhere
+            nn.init.zeros_(gate.weight)  # b starts at softplus(0) = 0.69 everywhere
             nn.init.zeros_(gate.bias)
-        self.cache_smoothing = nn.ParameterDict({name: nn.Parameter(torch.tensor(0.5413)) for name in names})  # a_k = 1
+        self.cache_smoothing = nn.ParameterDict({name: nn.Parameter(torch.tensor(0.5413)) for name in names})  # a = 1
 
     def memory(self, inputs: torch.Tensor, rows: torch.Tensor, rope: Rope | None, kv_cache=None, last: bool = False,
                before: SongCounts | None = None):
-        """cascade_relative's memory and the counts: WindowCounts of the window, or with last=True the
-        CarriedCounts after its last row (a KV cache carries them); `before`: the song's before the window."""
+        """cascade_relative's memory and the PlayedCounts of the window (with a KV cache: of its rows too,
+        and of the song before it as the first call gave it); `before`: the song's counts before the window."""
         relative = super().memory(inputs, rows, rope, kv_cache, last)
-        if not last:
-            return (*relative, WindowCounts(inputs, before))
-        carried = kv_cache.counts if kv_cache is not None else None
-        counts = CarriedCounts(inputs, carried, before if carried is None else None)
         if kv_cache is not None:
-            kv_cache.counts = counts
-        return (*relative, counts)
+            if kv_cache.rows is not None:
+                inputs, before = torch.cat([kv_cache.rows, inputs], 1), kv_cache.song_counts
+            kv_cache.rows, kv_cache.song_counts = inputs, before
+        return (*relative, PlayedCounts(inputs, before, last))
 
     def logits_from(self, u: torch.Tensor, field_index: int, chosen: torch.Tensor, memory: Memory) -> torch.Tensor:
         logits = super().logits_from(u, field_index, chosen, memory)
         if field_index != TIME and field_index not in COUNTED_COLUMNS:
             return logits
         name, counter, note_on = self.fields[field_index], memory[2], (chosen[..., TYPE] == NOTE_ON).unsqueeze(-1)
-        if field_index == TIME:
-            return logits + self.cache_term(u, name, counter.time() * note_on)
-        logits = logits + self.cache_term(u, name, counter.channel(field_index, chosen[..., CHANNEL]) * note_on)
+        channel = None if field_index == TIME else chosen[..., CHANNEL]
+        for n in range(self.orders + 1):
+            logits = logits + self.cache_term(u, f"{name}_{n}", counter.count(field_index, channel, order=n) * note_on)
         if field_index in BY_PITCH_COLUMNS:
-            counts = counter.channel(field_index, chosen[..., CHANNEL], chosen[..., NOTE]) * note_on
+            counts = counter.count(field_index, channel, chosen[..., NOTE]) * note_on
             logits = logits + self.cache_term(u, f"{name}_by_pitch", counts)
         return logits
 
