@@ -311,10 +311,6 @@ class CascadeRelativeHeads(CascadeHeads):
 BY_PITCH_COLUMNS = (VELOCITY, DURATION)  # also counted per channel and pitch, in the window (a drum's stroke)
 
 
-def one_hot_float(values: torch.Tensor, size: int) -> torch.Tensor:
-    return F.one_hot(values.clamp(0, size - 1), size).float()
-
-
 def column_slice(column: int) -> slice:
     k = COUNTED_COLUMNS.index(column)
     return slice(COUNT_OFFSETS[k], COUNT_OFFSETS[k + 1])
@@ -331,7 +327,7 @@ class PlayedCounts:
     the window (training: the counts before each row's next event) or, with last=True, the last one
     (generation). `rows` (B, T, F) is the window so far (with a KV cache, its rows too); `before` are
     SongStart's counts of the song's rows before the window (unigram counts only), and a START in the
-    window begins a new song. Counts are (B, Q, V) masks over the rows times one-hots:
+    window begins a new song. Counts are (B, Q, V) sums of masks over the rows, by value:
 
         c[t, v] = #{s <= t in t's song: s a note-on [on channel c_t] [of pitch p_t] [after the same
                     `order` values on its channel as row t + 1 follows], x_s = v}
@@ -384,7 +380,9 @@ class PlayedCounts:
             for _ in range(order):
                 mask = mask & (take(values, context_row).unsqueeze(1) == take(values, query_row).unsqueeze(2))
                 context_row, query_row = take(links, context_row), take(links, query_row)
-        counts = mask.float() @ one_hot_float(values, VOCAB[FIELDS[column]])
+        size = VOCAB[FIELDS[column]]  # a scatter costs O(B Q T), a one-hot matmul O(B Q T V)
+        counts = mask.new_zeros(*mask.shape[:2], size, dtype=torch.float32).scatter_add_(
+            2, values.clamp(0, size - 1).unsqueeze(1).expand_as(mask), mask.float())
         if self.before is not None and pitch is None and not order:
             if channel is None:
                 before = self.before[1].unsqueeze(1)
