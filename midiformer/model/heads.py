@@ -282,7 +282,7 @@ class CascadeRelativeHeads(CascadeHeads):
 
     def field_logits(self, h: torch.Tensor, field_index: int, chosen: torch.Tensor | None = None,
                      memory: Memory | None = None) -> torch.Tensor:
-        if field_index < TIME or field_index == CHANNEL:
+        if field_index == TYPE:
             return super().field_logits(h, field_index, chosen)
         u = self.field_hidden(h, field_index, chosen, memory)
         return self.logits_from(u, field_index, chosen, memory)
@@ -308,6 +308,7 @@ class CascadeRelativeHeads(CascadeHeads):
 # ---------------------------------------------------------------------------------------------------
 # Values the song has played, counted
 
+ANY_CHANNEL_COLUMNS = (TIME, CHANNEL)  # chosen before the channel (or it): counted over every channel's note-ons
 BY_PITCH_COLUMNS = (VELOCITY, DURATION)  # also counted per channel and pitch, in the window (a drum's stroke)
 
 
@@ -333,7 +334,7 @@ class PlayedCounts:
                     `order` values on its channel as row t + 1 follows], x_s = v}
 
     The context of order n (an n-gram cache, as in IDyOM's short-term model, Pearce 2005) is the column's
-    last n values on the channel chosen for row t + 1 (for the time: on any channel), which row t + 1 is to
+    last n values on the channel chosen for row t + 1 (for the time and the channel: on any channel), which row t + 1 is to
     continue, matched against the n values before each earlier note-on on its channel.
     """
 
@@ -364,7 +365,7 @@ class PlayedCounts:
               order: int = 0) -> torch.Tensor:
         """Counts (B, Q, V) of the column's values; channel, pitch (B, Q) or (B,) with last=True: those
         chosen for each query row's next event (channel None: any channel). pitch and order > 0 count the
-        window alone; order 0 adds the song's counts from before it."""
+        window alone; order 0 adds the song's counts from before it (not for the channel)."""
         if channel is not None and channel.dim() == 1:  # generation's chosen values (B,)
             channel, pitch = channel.unsqueeze(1), pitch.unsqueeze(1) if pitch is not None else None
         values, mask = self.rows[..., column], self.counted
@@ -383,7 +384,7 @@ class PlayedCounts:
         size = VOCAB[FIELDS[column]]  # a scatter costs O(B Q T), a one-hot matmul O(B Q T V)
         counts = mask.new_zeros(*mask.shape[:2], size, dtype=torch.float32).scatter_add_(
             2, values.clamp(0, size - 1).unsqueeze(1).expand_as(mask), mask.float())
-        if self.before is not None and pitch is None and not order:
+        if self.before is not None and pitch is None and not order and column in (TIME,) + COUNTED_COLUMNS:
             if channel is None:
                 before = self.before[1].unsqueeze(1)
             else:
@@ -398,7 +399,7 @@ class CascadeCacheHeads(CascadeRelativeHeads):
     """cascade_relative, and a cache of the values the song has played (the neural cache of Grave et al.
     2017, as a product of experts; the short-term model of IDyOM, Pearce 2005): a note-on's pitch, velocity
     and duration score by how often the chosen channel played each value so far, and after the same
-    `orders` values before it; its time by how often each gap led to a note-on:
+    `orders` values before it; its time and channel by how often each led to a note-on on any channel:
 
         logits_k[v] += sum_n b_kn(u_k) log(c_kn[v] + a_kn),   b_kn = softplus(w_kn . u_k + β_kn),  a_kn = softplus(α_kn)
 
@@ -406,14 +407,15 @@ class CascadeCacheHeads(CascadeRelativeHeads):
     softmax learned over the training songs does not know; the counts do, from the first bars on. b_kn,
     computed from the context, says how much to trust them (a drum fill, a new section), a_kn how much an
     unplayed value is worth. The velocity and duration are also counted per pitch (a drum's stroke).
-    Counts of order 0 are the song's (SongStart carries those before the window); the others the window's.
+    Counts of order 0 are the song's (SongStart carries those before the window; the channel's: the
+    window's); the others the window's.
     """
 
     def __init__(self, d_model: int, vocab: dict[str, int], tables: ValueTables | None = None, n_head: int = 1,
                  relative_time: bool = True, duration_from_gap: bool = False, orders: int = 2):
         super().__init__(d_model, vocab, tables, n_head, relative_time, duration_from_gap)
         self.orders = orders
-        names = [f"{self.fields[c]}_{n}" for c in (TIME,) + COUNTED_COLUMNS for n in range(orders + 1)]
+        names = [f"{self.fields[c]}_{n}" for c in ANY_CHANNEL_COLUMNS + COUNTED_COLUMNS for n in range(orders + 1)]
         names += [f"{self.fields[c]}_by_pitch" for c in BY_PITCH_COLUMNS]
         self.cache_gate = nn.ModuleDict({name: nn.Linear(d_model, 1) for name in names})
         for gate in self.cache_gate.values():
@@ -434,10 +436,10 @@ class CascadeCacheHeads(CascadeRelativeHeads):
 
     def logits_from(self, u: torch.Tensor, field_index: int, chosen: torch.Tensor, memory: Memory) -> torch.Tensor:
         logits = super().logits_from(u, field_index, chosen, memory)
-        if field_index != TIME and field_index not in COUNTED_COLUMNS:
+        if field_index not in ANY_CHANNEL_COLUMNS + COUNTED_COLUMNS:
             return logits
         name, counter, note_on = self.fields[field_index], memory[2], (chosen[..., TYPE] == NOTE_ON).unsqueeze(-1)
-        channel = None if field_index == TIME else chosen[..., CHANNEL]
+        channel = None if field_index in ANY_CHANNEL_COLUMNS else chosen[..., CHANNEL]
         for n in range(self.orders + 1):
             logits = logits + self.cache_term(u, f"{name}_{n}", counter.count(field_index, channel, order=n) * note_on)
         if field_index in BY_PITCH_COLUMNS:

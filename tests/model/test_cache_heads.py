@@ -45,8 +45,8 @@ def test_counts_of_every_order_match_a_row_by_row_count(songs):
     inputs, targets = split(windows(songs, batch=2, length=150))
     counts, channels, pitches = PlayedCounts(inputs), targets[..., events.CHANNEL].clamp(min=0), targets[..., events.NOTE].clamp(min=0)
     checked = Counter()
-    for column in (events.TIME,) + COUNTED_COLUMNS:
-        channel = None if column == events.TIME else channels
+    for column in (events.TIME, events.CHANNEL) + COUNTED_COLUMNS:
+        channel = None if column in (events.TIME, events.CHANNEL) else channels
         for order in (0, 1, 2):
             by_row = counts.count(column, channel, order=order)
             for b in range(2):

@@ -107,7 +107,7 @@ def test_a_position_or_head_by_bare_name_on_the_command_line_builds_the_same_mod
 
 
 @pytest.mark.parametrize("option, registered", [("model.pos=alibi", "learned, rope, rope_time"),
-                                                ("model.heads=serial", "cascade, cascade_lookup, cascade_relative, parallel"),
+                                                ("model.heads=serial", "cascade, cascade_cache, cascade_lookup, cascade_relative, parallel"),
                                                 ("model.norm_position=sandwich", "post, pre")])
 def test_an_unknown_choice_is_refused_listing_the_registered_ones(option, registered):
     with pytest.raises(ConfigError, match=f"{option.split('=')[0]}=.*choose one of: {registered}$"):
