@@ -362,10 +362,11 @@ class PlayedCounts:
         self.queries = queries
 
     def count(self, column: int, channel: torch.Tensor | None = None, pitch: torch.Tensor | None = None,
-              order: int = 0) -> torch.Tensor:
-        """Counts (B, Q, V) of the column's values; channel, pitch (B, Q) or (B,) with last=True: those
-        chosen for each query row's next event (channel None: any channel). pitch and order > 0 count the
-        window alone; order 0 adds the song's counts from before it (not for the channel)."""
+              orders: int = 0) -> list[torch.Tensor]:
+        """Counts (B, Q, V) of the column's values after contexts of order 0..orders; channel, pitch (B, Q),
+        or (B,) with last=True: those chosen for each query row's next event (channel None: any channel).
+        pitch and orders > 0 count the window alone; order 0 adds the song's counts before it (not the
+        channel's)."""
         if channel is not None and channel.dim() == 1:  # generation's chosen values (B,)
             channel, pitch = channel.unsqueeze(1), pitch.unsqueeze(1) if pitch is not None else None
         values, mask = self.rows[..., column], self.counted
@@ -373,25 +374,35 @@ class PlayedCounts:
             mask = mask & (self.rows[..., CHANNEL].unsqueeze(1) == channel.unsqueeze(2))
         if pitch is not None:
             mask = mask & (self.rows[..., NOTE].unsqueeze(1) == pitch.unsqueeze(2))
-        if order:
-            links = self.previous_on_channel if channel is not None else self.previous_any
-            slot = channel if channel is not None else torch.full_like(self.first_song, VOCAB["channel"], dtype=torch.long)
-            latest = self.last_row[:, self.queries].gather(2, slot.unsqueeze(-1)).squeeze(-1)  # (B, Q): row t's own
-            context_row, query_row = links, latest  # the n-th value back: before s, and up to t
-            for _ in range(order):
-                mask = mask & (take(values, context_row).unsqueeze(1) == take(values, query_row).unsqueeze(2))
-                context_row, query_row = take(links, context_row), take(links, query_row)
-        size = VOCAB[FIELDS[column]]  # a scatter costs O(B Q T), a one-hot matmul O(B Q T V)
-        counts = mask.new_zeros(*mask.shape[:2], size, dtype=torch.float32).scatter_add_(
+        counts = [self.by_value(mask, values, column) + self.song_before(column, channel, pitch)]
+        links = self.previous_on_channel if channel is not None else self.previous_any
+        slot = channel if channel is not None else torch.full_like(self.first_song, VOCAB["channel"], dtype=torch.long)
+        context_row = links  # the n-th note-on back on the channel, before each row s and up to each query t
+        query_row = self.last_row[:, self.queries].gather(2, slot.unsqueeze(-1)).squeeze(-1)
+        for _ in range(orders):
+            mask = mask & (take(values, context_row).unsqueeze(1) == take(values, query_row).unsqueeze(2))
+            counts.append(self.by_value(mask, values, column))
+            context_row, query_row = take(links, context_row), take(links, query_row)
+        return [c.squeeze(1) for c in counts] if self.last else counts
+
+    @staticmethod
+    def by_value(mask: torch.Tensor, values: torch.Tensor, column: int) -> torch.Tensor:
+        """mask (B, Q, T) of counted rows -> (B, Q, V) counts of their values (a scatter: O(B Q T), where a
+        one-hot matmul costs O(B Q T V))."""
+        size = VOCAB[FIELDS[column]]
+        return mask.new_zeros(*mask.shape[:2], size, dtype=torch.float32).scatter_add_(
             2, values.clamp(0, size - 1).unsqueeze(1).expand_as(mask), mask.float())
-        if self.before is not None and pitch is None and not order and column in (TIME,) + COUNTED_COLUMNS:
-            if channel is None:
-                before = self.before[1].unsqueeze(1)
-            else:
-                batch = torch.arange(len(channel), device=channel.device).unsqueeze(1)
-                before = self.before[0][batch, channel][..., column_slice(column)]
-            counts = counts + before * self.first_song.unsqueeze(-1)
-        return counts.squeeze(1) if self.last else counts
+
+    def song_before(self, column: int, channel: torch.Tensor | None, pitch: torch.Tensor | None) -> torch.Tensor | float:
+        """SongStart's counts before the window for the query rows of its first song (B, Q, V), or 0."""
+        if self.before is None or pitch is not None or column not in (TIME,) + COUNTED_COLUMNS:
+            return 0.0
+        if channel is None:
+            before = self.before[1].unsqueeze(1)
+        else:
+            batch = torch.arange(len(channel), device=channel.device).unsqueeze(1)
+            before = self.before[0][batch, channel][..., column_slice(column)]
+        return before * self.first_song.unsqueeze(-1)
 
 
 @HEADS.register("cascade_cache")
@@ -440,11 +451,11 @@ class CascadeCacheHeads(CascadeRelativeHeads):
             return logits
         name, counter, note_on = self.fields[field_index], memory[2], (chosen[..., TYPE] == NOTE_ON).unsqueeze(-1)
         channel = None if field_index in ANY_CHANNEL_COLUMNS else chosen[..., CHANNEL]
-        for n in range(self.orders + 1):
-            logits = logits + self.cache_term(u, f"{name}_{n}", counter.count(field_index, channel, order=n) * note_on)
+        for n, counts in enumerate(counter.count(field_index, channel, orders=self.orders)):
+            logits = logits + self.cache_term(u, f"{name}_{n}", counts * note_on)
         if field_index in BY_PITCH_COLUMNS:
-            counts = counter.count(field_index, channel, chosen[..., NOTE]) * note_on
-            logits = logits + self.cache_term(u, f"{name}_by_pitch", counts)
+            counts = counter.count(field_index, channel, chosen[..., NOTE])[0]
+            logits = logits + self.cache_term(u, f"{name}_by_pitch", counts * note_on)
         return logits
 
     def cache_term(self, u: torch.Tensor, name: str, counts: torch.Tensor) -> torch.Tensor:

@@ -47,8 +47,7 @@ def test_counts_of_every_order_match_a_row_by_row_count(songs):
     checked = Counter()
     for column in (events.TIME, events.CHANNEL) + COUNTED_COLUMNS:
         channel = None if column in (events.TIME, events.CHANNEL) else channels
-        for order in (0, 1, 2):
-            by_row = counts.count(column, channel, order=order)
+        for order, by_row in enumerate(counts.count(column, channel, orders=2)):
             for b in range(2):
                 rows = inputs[b].tolist()
                 for t in range(0, 150, 9):
@@ -57,7 +56,7 @@ def test_counts_of_every_order_match_a_row_by_row_count(songs):
                     assert as_counter(by_row[b, t]) == expected, (column, order, b, t)
                     checked[order] += len(expected) > 1
         if column in (events.VELOCITY, events.DURATION):
-            by_pitch = counts.count(column, channels, pitches)
+            by_pitch = counts.count(column, channels, pitches)[0]
             for t in range(0, 150, 9):
                 rows = inputs[0].tolist()[:t + 1]
                 assert as_counter(by_pitch[0, t]) == plain_counts(rows, column, int(channels[0, t]), int(pitches[0, t]))
@@ -70,10 +69,10 @@ def test_generation_counts_at_the_last_row_what_training_counts_there(songs):
     for column in COUNTED_COLUMNS:
         for channel in range(16):
             chosen = torch.full((2,), channel)
-            for order in (0, 1, 2):
-                assert torch.equal(last.count(column, chosen, order=order),
-                                   whole.count(column, chosen.view(2, 1).expand(2, 120), order=order)[:, -1])
-    assert torch.equal(last.count(events.TIME, order=2), whole.count(events.TIME, order=2)[:, -1])
+            for at_last, in_whole in zip(last.count(column, chosen, orders=2),
+                                         whole.count(column, chosen.view(2, 1).expand(2, 120), orders=2)):
+                assert torch.equal(at_last, in_whole[:, -1])
+    assert torch.equal(last.count(events.TIME, orders=2)[2], whole.count(events.TIME, orders=2)[2][:, -1])
 
 
 def song_counts(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,13 +88,13 @@ def test_counts_of_the_song_before_a_window_make_it_count_as_the_longer_window(s
     before = song_counts(inputs[:, :60])
     whole, cut = PlayedCounts(inputs), PlayedCounts(inputs[:, 60:], before)
     channels = targets[..., events.CHANNEL].clamp(min=0)
-    assert torch.equal(cut.count(events.TIME), whole.count(events.TIME)[:, 60:])
+    assert torch.equal(cut.count(events.TIME)[0], whole.count(events.TIME)[0][:, 60:])
     for column in COUNTED_COLUMNS:
-        assert torch.equal(cut.count(column, channels[:, 60:]), whole.count(column, channels)[:, 60:])
+        assert torch.equal(cut.count(column, channels[:, 60:])[0], whole.count(column, channels)[0][:, 60:])
     last = PlayedCounts(inputs[:, 60:], before, last=True)
-    assert torch.equal(last.count(events.TIME), whole.count(events.TIME)[:, -1])
-    assert torch.equal(last.count(events.VELOCITY, channels[:, -1]), whole.count(events.VELOCITY, channels)[:, -1])
-    assert not torch.equal(PlayedCounts(inputs[:, 60:]).count(events.TIME), whole.count(events.TIME)[:, 60:])
+    assert torch.equal(last.count(events.TIME)[0], whole.count(events.TIME)[0][:, -1])
+    assert torch.equal(last.count(events.VELOCITY, channels[:, -1])[0], whole.count(events.VELOCITY, channels)[0][:, -1])
+    assert not torch.equal(PlayedCounts(inputs[:, 60:]).count(events.TIME)[0], whole.count(events.TIME)[0][:, 60:])
 
 
 def test_a_start_row_begins_the_counts_again(songs):
@@ -106,13 +105,14 @@ def test_a_start_row_begins_the_counts_again(songs):
     inputs = torch.cat([first[-50:], second[:70]])[None]
     before = (torch.ones(1, 16, grammar.COUNT_WIDTH, dtype=torch.int32), torch.ones(1, events.VOCAB["time"], dtype=torch.int32))
     joined, alone = PlayedCounts(inputs, before), PlayedCounts(second[None, :70])
-    for order in (0, 1, 2):
-        assert torch.equal(joined.count(events.TIME, order=order)[:, 50:], alone.count(events.TIME, order=order))
+    for in_joined, in_alone in zip(joined.count(events.TIME, orders=2), alone.count(events.TIME, orders=2)):
+        assert torch.equal(in_joined[:, 50:], in_alone)
     channel = torch.full((1, 70), int(second[second[:, events.TYPE] == events.NOTE_ON][0, events.CHANNEL]))
-    assert torch.equal(joined.count(events.NOTE, torch.cat([channel[:, :50], channel], 1))[:, 50:],
-                       alone.count(events.NOTE, channel))
-    assert torch.equal(PlayedCounts(inputs, before, last=True).count(events.TIME), alone.count(events.TIME)[:, -1])
-    assert joined.count(events.TIME)[0, 49].sum() > 50  # before the START, the old song's counts (and `before`'s) count
+    for in_joined, in_alone in zip(joined.count(events.NOTE, torch.cat([channel[:, :50], channel], 1), orders=2),
+                                   alone.count(events.NOTE, channel, orders=2)):
+        assert torch.equal(in_joined[:, 50:], in_alone)
+    assert torch.equal(PlayedCounts(inputs, before, last=True).count(events.TIME)[0], alone.count(events.TIME)[0][:, -1])
+    assert joined.count(events.TIME)[0][0, 49].sum() > 50  # before the START, the old song's counts (and `before`'s) count
 
 
 def test_a_value_played_more_often_gets_more_probability():
