@@ -423,7 +423,7 @@ class CascadeCacheHeads(CascadeRelativeHeads):
     """
 
     def __init__(self, d_model: int, vocab: dict[str, int], tables: ValueTables | None = None, n_head: int = 1,
-                 relative_time: bool = True, duration_from_gap: bool = False, orders: int = 2):
+                 relative_time: bool = True, duration_from_gap: bool = False, orders: int = 4):
         super().__init__(d_model, vocab, tables, n_head, relative_time, duration_from_gap)
         self.orders = orders
         names = [f"{self.fields[c]}_{n}" for c in ANY_CHANNEL_COLUMNS + COUNTED_COLUMNS for n in range(orders + 1)]
