@@ -34,14 +34,10 @@ import quality_sides
 import torch
 
 from midiformer import provenance
-from midiformer.common import ConfigError, exit_on_user_error
+from midiformer.common import ConfigError, dev_corpus, exit_on_user_error
 
 REPO = Path(__file__).resolve().parents[1]
-# the team's layout keeps shared/ beside the checkout (or beside the folder of worktrees)
-DEV_DATA = Path(os.environ.get("MIDIFORMER_DEV_DATA") or next(
-    (folder / "shared" / "data" / "midi_dev" for folder in (*REPO.parents, Path("/work"))
-     if (folder / "shared" / "data" / "midi_dev").is_dir()),  # /work: a checkout elsewhere, as tests/conftest.py
-    REPO.parent / "shared" / "data" / "midi_dev"))
+DEV_DATA = dev_corpus(REPO)
 SPLITS = {"train": 0.9, "val": 0.05, "test": 0.05}  # midiformer's default data.splits
 MIDITOK_DEFAULT_GRID, MIDITOK_DEFAULT_VELOCITIES = 8, 32  # TokenizerConfig(): beat_res {(0, 4): 8, (4, 12): 4}
 FULL_GRID, FULL_VELOCITIES = 96, 127  # midiformer's default data.codec.ticks_per_beat; MIDI's velocities 1..127

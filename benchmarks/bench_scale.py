@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
+from midiformer.common import dev_corpus
+
 REPO = Path(__file__).resolve().parents[1]
-DEV_DATA = Path(os.environ.get("MIDIFORMER_DEV_DATA") or next(
-    (p for p in (REPO.parent / "shared" / "data" / "midi_dev", REPO.parents[1] / "shared" / "data" / "midi_dev")
-     if p.is_dir()), REPO.parent / "shared" / "data" / "midi_dev"))  # a checkout, or a worktree one level deeper
+DEV_DATA = dev_corpus(REPO)
 SHIFTS = (0, 1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6)  # semitones; a song is never shifted out of 0..127
 STRETCH_STEP = 0.04  # variant v plays 1 + 0.04 * (v // 13) times slower
 

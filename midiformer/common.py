@@ -5,6 +5,7 @@ Apps (train, evaluate, generate, hpo, prepare, report) import from here, never f
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 from pathlib import Path
@@ -43,6 +44,18 @@ class TrainingError(RuntimeError):
 
 
 USER_ERRORS = (ConfigError, CheckpointError, TrainingError, FileNotFoundError, MidiError)
+
+
+def dev_corpus(repo: Path) -> Path:
+    """The team's development corpus, shared/data/midi_dev: $MIDIFORMER_DEV_DATA, else beside the checkout
+    `repo` or a folder above it (a worktree), else /work's (a clone elsewhere, as CI's); where none exists,
+    the path beside the checkout (callers say it is missing)."""
+    if os.environ.get("MIDIFORMER_DEV_DATA"):
+        return Path(os.environ["MIDIFORMER_DEV_DATA"]).resolve()
+    for folder in (*Path(repo).resolve().parents, Path("/work")):
+        if (folder / "shared" / "data" / "midi_dev").is_dir():
+            return (folder / "shared" / "data" / "midi_dev").resolve()
+    return Path(repo).resolve().parent / "shared" / "data" / "midi_dev"
 
 
 def exit_on_user_error(function: Callable[..., Any], *args: Any) -> Any:
