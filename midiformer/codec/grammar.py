@@ -64,7 +64,7 @@ from midiformer.codec.events import (
 )
 
 KEYS = 16 * 128  # (channel, pitch) pairs
-# What a song has played so far, counted (the cache of model/heads.py CascadeCacheHeads): per channel, how
+# What a song has played so far, counted (the cache of model/played.py CascadeCacheHeads): per channel, how
 # often its note-ons took each pitch, velocity and duration (one row of COUNT_WIDTH per channel, the columns
 # side by side from COUNT_OFFSETS), and how often each time value led to a note-on.
 COUNTED_COLUMNS = (NOTE, VELOCITY, DURATION)
@@ -102,7 +102,7 @@ class SongStart:
 
     @property
     def counts(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(played, gaps): what the song played before each window, for model/heads.py CascadeCacheHeads."""
+        """(played, gaps): what the song played before each window, for model/played.py CascadeCacheHeads."""
         return self.played, self.gaps
 
     def to(self, device: torch.device | str) -> SongStart:

@@ -2,6 +2,7 @@
 
     inputs (B, T, F) ─▶ Σ_f Embedding_f (+ intervals, model.relative_inputs) ─▶ embedding norm (FixNorm only)
         ─▶ positions ─▶ n_layer × Block(attention, MLP) ─▶ final norm ─▶ heads ─▶ {field: logits (B, T, V_f)}
+                                                    inputs, and SongStart's counts ─▶ ┘ (heads that remember the rows)
 
 Logits at position t predict the fields of event t+1. Positions are learned (added to the input) or
 rotary (applied to queries and keys inside attention). Positions, norms and where they sit, inits and
@@ -22,9 +23,10 @@ from torch import nn
 from midiformer.codec.events import CHANNEL, FIELDS, NOTE_ON, TYPE, VOCAB
 from midiformer.codec.grammar import onset_ticks
 from midiformer.common import ConfigError
-from midiformer.model.heads import HEADS, RELATIVE_COLUMNS, Memory, SongCounts, last_note_by_channel, note_of_channel
+from midiformer.model.heads import HEADS, Memory, SongCounts
 from midiformer.model.init import EMBEDDING_INITS, INITS
 from midiformer.model.norms import NORM_POSITIONS, NORMS, NormPosition
+from midiformer.model.played import RELATIVE_COLUMNS, last_note_by_channel, note_of_channel  # registers its heads
 from midiformer.model.positions import POSITIONS, Rope, apply_rope
 from midiformer.model.values import ValueTables
 from midiformer.registry import Registry

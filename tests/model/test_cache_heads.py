@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from midiformer.codec import events, grammar
-from midiformer.model.heads import COUNTED_COLUMNS, CascadeCacheHeads, PlayedCounts
+from midiformer.model.played import COUNTED_COLUMNS, CascadeCacheHeads, PlayedCounts
 from tests.model.conftest import split, windows
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from midiformer.codec import events
-from midiformer.model.heads import RELATIVE_COLUMNS, CascadeRelativeHeads, last_note_by_channel, last_onset_gap
+from midiformer.model.played import RELATIVE_COLUMNS, CascadeRelativeHeads, last_note_by_channel, last_onset_gap
 from tests.model.conftest import split, windows
 
 
