@@ -244,7 +244,7 @@ class MidiGPT(nn.Module):
                      song_counts: SongCounts | None = None) -> tuple[torch.Tensor, Memory | None]:
         """For a sampler: what field_logits needs to choose the event after inputs (as hidden's arguments):
         h of the last row (B, d), and for heads that read the window's rows their memory of every row of
-        the window, the cached ones too (heads.py); None for the other heads."""
+        the window, the cached ones too (heads.py, played.py); None for the other heads."""
         h, rows, rope = self.run(inputs, kv_cache, start_ticks)
         if not getattr(self.heads, "remembers", False):
             return h[:, -1], None

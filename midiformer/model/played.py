@@ -190,8 +190,8 @@ class PlayedCounts:
                     `order` values on its channel as row t + 1 follows], x_s = v}
 
     The context of order n (an n-gram cache, as in IDyOM's short-term model, Pearce 2005) is the column's
-    last n values on the channel chosen for row t + 1 (for the time and the channel: on any channel), which row t + 1 is to
-    continue, matched against the n values before each earlier note-on on its channel.
+    last n values on the channel chosen for row t + 1 (for the time and the channel: on any channel), which
+    row t + 1 is to continue, matched against the n values before each earlier note-on on its channel.
     """
 
     def __init__(self, rows: torch.Tensor, before: SongCounts | None = None, last: bool = False):
