@@ -137,6 +137,7 @@ class ContextWindow:
         if not 1 <= self.slide < model.max_seq_len:
             raise ConfigError(f"slide={self.slide} must be in [1, model.max_seq_len={model.max_seq_len})")
         self.start, self.cache = 0, None
+        self.counts, self.counted_before = None, 0  # what the song played before rows[:, start] (cascade_cache)
 
     def next_context(self, end: int) -> tuple:
         """model.next_context after rows[:, :end] (h (B, d) of the last, and the heads' memory), the model
@@ -146,7 +147,9 @@ class ContextWindow:
         # the grid tick of the row before the window (rows[:, 0] is the song's START: the sum of the gaps),
         # and what the song played before it (as SongStart gives a training window)
         ticks = self.rows[:, :self.start, TIME].sum(1) if self.start else None
-        counts = self.song_counts() if self.start else None
+        if self.start and self.counted_before != self.start:  # once per jump: the rows before it stay as they are
+            self.counts, self.counted_before = self.song_counts(), self.start
+        counts = self.counts if self.start else None
         if not self.kv_cache:
             return self.model.next_context(self.rows[:, self.start:end], start_ticks=ticks, song_counts=counts)
         if self.cache is None:
