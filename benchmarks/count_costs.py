@@ -7,6 +7,11 @@ split, in bits per note: velocity alone and given the previous velocity on the s
 of every row as the codec writes it; and, for a codec that would put durations on note-ons, the gap
 between onsets plus the duration. They bound what the fields cost a model that knows no more.
 
+Song-adaptive tables (IDyOM's short-term model, what `model/heads=cascade_cache` learns to use): a note-on's
+pitch, velocity and duration scored by how often its channel played each value so far in its song, after
+the same `order` values before on the channel, backing off to the shorter context and at the end to the
+train split's unigram (each step with a pseudo-count).
+
 The finer levels (`--grid 8 --velocities 32`, bench-quality's matched resolution): a value's place
 within its coarse bin, given the bin (and, for velocity, the place of the channel's last one). That is
 what full resolution costs a count table above the coarse value: bench-quality's two midiformer sides
@@ -68,6 +73,34 @@ def cost_bits(train: list, test: list, alpha: float = 0.5) -> float:
     return sum(-math.log2((joint[c, v] + alpha) / (context[c] + alpha * values)) for c, v in test)
 
 
+def song_cache_bits(train: list[np.ndarray], test: list[np.ndarray], column: int, order: int,
+                    prior_weight: float = 4.0, backoff_weight: float = 2.0) -> float:
+    """Summed bits of the column's note-on values of `test` under the song-adaptive table of `order`."""
+    values = np.concatenate([song[song[:, events.TYPE] == events.NOTE_ON, column] for song in train])
+    unigram = np.bincount(values, minlength=events.VOCAB[events.FIELDS[column]]) + 0.5
+    unigram = unigram / unigram.sum()
+    bits = 0.0
+    for song in test:
+        counts, totals, history = defaultdict(Counter), Counter(), defaultdict(list)
+        for row in song[song[:, events.TYPE] == events.NOTE_ON]:
+            channel, value = int(row[events.CHANNEL]), int(row[column])
+            p = unigram[value]
+            for n in range(order + 1):  # back off from the longest context to the channel's plain counts
+                if len(history[channel]) < n:
+                    break
+                key = (channel, tuple(history[channel][len(history[channel]) - n:]))
+                weight = prior_weight if n == 0 else backoff_weight
+                p = (counts[key][value] + weight * p) / (totals[key] + weight)
+            bits -= math.log2(p)
+            for n in range(order + 1):
+                if len(history[channel]) >= n:
+                    key = (channel, tuple(history[channel][len(history[channel]) - n:]))
+                    counts[key][value] += 1
+                    totals[key] += 1
+            history[channel].append(value)
+    return bits
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("store")
@@ -93,6 +126,12 @@ def main() -> None:
                  "onset gap within its bin | the bin", "duration within its bin | the bin"):
         bits = cost_bits(split_pairs["train"][name], split_pairs["test"][name])
         print(f"  {name:56} {bits / notes:6.2f} bits/note   ({bits / len(split_pairs['test'][name]):.2f} per value)")
+    train_songs, test_songs = songs(store, "train"), songs(store, "test")
+    for column in (events.NOTE, events.VELOCITY, events.DURATION):
+        for order in (0, 2):
+            bits = song_cache_bits(train_songs, test_songs, column, order)
+            name = f"{events.FIELDS[column]}, the song's counts on its channel, order {order}"
+            print(f"  {name:56} {bits / notes:6.2f} bits/note")
 
 
 if __name__ == "__main__":

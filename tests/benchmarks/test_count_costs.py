@@ -40,3 +40,19 @@ def test_the_cost_is_the_smoothed_count_code_length():
     train, test = [(0, 1), (0, 1), (0, 2)], [(0, 1), (0, 3)]
     # 3 values seen in all; p(1) = 2.5 / 4.5, p(3) = 0.5 / 4.5
     assert cost_bits(train, test) == pytest.approx(-math.log2(2.5 / 4.5) - math.log2(0.5 / 4.5))
+
+
+def test_song_cache_bits_follow_the_song_and_its_contexts():
+    """The song-adaptive table: its first note costs the unigram's price exactly; a phrase the song repeats
+    costs less with the counts than a song that never repeats, and less again after the same two pitches."""
+    from count_costs import song_cache_bits
+
+    def song(pitches):
+        return np.array([row(events.START, 0)] + [row(events.NOTE_ON, 12, 0, p, 80) for p in pitches] + [row(events.END, 0)])
+
+    train = [song(range(40, 80))]  # one of each pitch: a flat unigram over 40..79
+    unigram = 1.5 / (40 + 0.5 * 128)  # pitch 60's smoothed count over all 40 + 128 * 0.5
+    assert song_cache_bits(train, [song([60])], events.NOTE, 0) == pytest.approx(-math.log2(unigram))
+    repeated, fresh = song([60, 64, 67] * 10), song(range(40, 70))
+    assert song_cache_bits(train, [repeated], events.NOTE, 0) < song_cache_bits(train, [fresh], events.NOTE, 0)
+    assert song_cache_bits(train, [repeated], events.NOTE, 2) < song_cache_bits(train, [repeated], events.NOTE, 0)
