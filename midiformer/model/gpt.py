@@ -66,7 +66,7 @@ class KVCache:
         self.relative: tuple | None = None  # what cascade_relative carries: each channel's last note, the last gap
         self.input_notes: torch.Tensor | None = None  # each channel's last note before the next row (relative_inputs)
         self.rows: torch.Tensor | None = None  # what cascade_cache counts: the rows so far, and the song's counts
-        self.song_counts: tuple | None = None  # before them (heads.PlayedCounts)
+        self.song_counts: tuple | None = None  # before them (played.py PlayedCounts)
         self.ticks: torch.Tensor | None = None
 
     def __len__(self) -> int:
