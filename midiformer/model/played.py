@@ -37,13 +37,18 @@ from midiformer.model.values import ValueTables
 RELATIVE_COLUMNS = (NOTE, VELOCITY, DURATION)  # the note-on fields read as steps from the channel's last one
 
 
+def last_selected_row(selected: torch.Tensor) -> torch.Tensor:
+    """selected (B, T, S) bool -> (B, T, S): after each row t, the last row <= t that slot s selects (-1: none)."""
+    rows = torch.arange(selected.shape[1], device=selected.device).view(1, -1, 1)
+    return torch.where(selected, rows, -1).cummax(dim=1).values
+
+
 def last_where(selected: torch.Tensor, values: torch.Tensor, carried: torch.Tensor | None = None) -> torch.Tensor:
     """selected (B, T, S) bool, values (B, T, A) -> (B, T, S, A): after each row t, for each slot s, the values
     of the last row <= t that s selects; -1 where none does in the window, unless `carried` (B, S, A) holds
     them from before inputs[:, 0] (the KV cache's window)."""
     B, T, S = selected.shape
-    rows = torch.arange(T, device=values.device).view(1, T, 1)
-    last_row = torch.where(selected, rows, -1).cummax(dim=1).values  # (B, T, S)
+    last_row = last_selected_row(selected)
     picked = values.gather(1, last_row.clamp(min=0).view(B, T * S, 1).expand(-1, -1, values.shape[-1]))
     before = carried if carried is not None else values.new_full((B, S, values.shape[-1]), -1)
     return torch.where((last_row >= 0).unsqueeze(-1), picked.view(B, T, S, -1), before.unsqueeze(1))
@@ -207,8 +212,7 @@ class PlayedCounts:
         channels = torch.arange(VOCAB["channel"], device=rows.device)
         on_channel = self.note_on.unsqueeze(-1) & (rows[..., CHANNEL].unsqueeze(-1) == channels)
         selected = torch.cat([on_channel, self.note_on.unsqueeze(-1)], -1)
-        steps = torch.arange(T, device=rows.device).view(1, T, 1)
-        last_row = torch.where(selected, steps, -1).cummax(dim=1).values
+        last_row = last_selected_row(selected)
         same_song = song.gather(1, last_row.clamp(min=0).flatten(1)).view(last_row.shape) == song.unsqueeze(-1)
         self.last_row = torch.where(same_song, last_row, -1)  # a new song has played nothing yet
         # the note-on before each note-on, on its channel and on any (-1: none in the window)
